@@ -1,0 +1,161 @@
+/**
+ * The failure taxonomy (design.md §5) and the one mapping from Node/system errors to it.
+ *
+ * Codes are stable forever: dashboards, alert rules and papers depend on them. Where OONI Probe
+ * has a failure string for the same observation we use the same string (ooni/probe-cli
+ * internal/netxlite/errno.go and classify.go), so both datasets can be put side by side.
+ */
+
+export const FAILURE_CODES = [
+  // DNS (OONI)
+  'dns_nxdomain_error',
+  'dns_no_answer',
+  'dns_servfail_error',
+  'dns_refused_error',
+  'dns_bogon_error',
+  // DNS (callprobe)
+  'dns_mismatch',
+  // transport (OONI)
+  'generic_timeout_error',
+  'connection_refused',
+  'connection_reset',
+  'eof_error',
+  'host_unreachable',
+  'network_unreachable',
+  // TLS (OONI)
+  'ssl_invalid_hostname',
+  'ssl_unknown_authority',
+  'ssl_invalid_certificate',
+  'ssl_failed_handshake',
+  // protocol (callprobe)
+  'ws_bad_status',
+  'proto_malformed',
+  'proto_mismatch',
+  'proto_error',
+  'cert_chain_invalid',
+  'turn_unauthorized',
+  'turn_forbidden',
+  'turn_quota',
+  'turn_insufficient_capacity',
+  'relay_timeout',
+  // media (callprobe)
+  'stream_cutoff',
+  'media_no_packets',
+  'media_degraded',
+  'media_throttled',
+  // callprobe itself
+  'policy_denied',
+  'interrupted',
+  'internal_error',
+  'unknown_failure',
+] as const;
+
+export type FailureCode = (typeof FAILURE_CODES)[number];
+
+const codeSet: ReadonlySet<string> = new Set(FAILURE_CODES);
+export function isFailureCode(value: string): value is FailureCode {
+  return codeSet.has(value);
+}
+
+/**
+ * An error that already knows its failure code. Phases and protocol codecs throw it for what
+ * they observe themselves (a malformed answer, a wrong nonce, a policy denial); `classify`
+ * passes it through untouched. `evidence` is merged into the phase's evidence.
+ */
+export class ProbeFailure extends Error {
+  readonly code: FailureCode;
+  readonly evidence: Record<string, unknown>;
+  constructor(code: FailureCode, message: string, evidence: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ProbeFailure';
+    this.code = code;
+    this.evidence = evidence;
+  }
+}
+
+/** Node/libuv/c-ares error codes, as `err.code`, to taxonomy codes. */
+const SYSTEM_CODES: Readonly<Record<string, FailureCode>> = {
+  ECONNREFUSED: 'connection_refused',
+  ECONNRESET: 'connection_reset',
+  EPIPE: 'connection_reset',
+  ECONNABORTED: 'connection_reset',
+  ETIMEDOUT: 'generic_timeout_error',
+  ESOCKETTIMEDOUT: 'generic_timeout_error',
+  EHOSTUNREACH: 'host_unreachable',
+  EHOSTDOWN: 'host_unreachable',
+  ENETUNREACH: 'network_unreachable',
+  ENETDOWN: 'network_unreachable',
+  EADDRNOTAVAIL: 'network_unreachable',
+  // c-ares (node:dns) codes
+  ENOTFOUND: 'dns_nxdomain_error',
+  ENODATA: 'dns_no_answer',
+  ESERVFAIL: 'dns_servfail_error',
+  EREFUSED: 'dns_refused_error',
+  ETIMEOUT: 'generic_timeout_error',
+  // TLS certificate checks (OpenSSL verify codes as Node reports them)
+  ERR_TLS_CERT_ALTNAME_INVALID: 'ssl_invalid_hostname',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'ssl_unknown_authority',
+  UNABLE_TO_GET_ISSUER_CERT: 'ssl_unknown_authority',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'ssl_unknown_authority',
+  SELF_SIGNED_CERT_IN_CHAIN: 'ssl_unknown_authority',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'ssl_unknown_authority',
+  CERT_UNTRUSTED: 'ssl_unknown_authority',
+  CERT_HAS_EXPIRED: 'ssl_invalid_certificate',
+  CERT_NOT_YET_VALID: 'ssl_invalid_certificate',
+  CERT_REVOKED: 'ssl_invalid_certificate',
+  CERT_SIGNATURE_FAILURE: 'ssl_invalid_certificate',
+  CERT_REJECTED: 'ssl_invalid_certificate',
+  INVALID_CA: 'ssl_invalid_certificate',
+  INVALID_PURPOSE: 'ssl_invalid_certificate',
+  ERR_SSL_WRONG_VERSION_NUMBER: 'ssl_failed_handshake',
+  ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE: 'ssl_failed_handshake',
+  ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION: 'ssl_failed_handshake',
+  ERR_SSL_TLSV1_ALERT_INTERNAL_ERROR: 'ssl_failed_handshake',
+  ERR_SSL_TLSV1_UNRECOGNIZED_NAME: 'ssl_failed_handshake',
+  ERR_SSL_NO_PROTOCOLS_AVAILABLE: 'ssl_failed_handshake',
+  ERR_SSL_UNSUPPORTED_PROTOCOL: 'ssl_failed_handshake',
+  ERR_SSL_PACKET_LENGTH_TOO_LONG: 'ssl_failed_handshake',
+};
+
+export interface Classified {
+  code: FailureCode;
+  /** The raw error, for researchers: `err.code` when there is one, else the message. */
+  error: string;
+  evidence: Record<string, unknown>;
+}
+
+/**
+ * The one place that maps an error to a failure code. Anything unmapped is `unknown_failure`
+ * with the raw text kept, so nothing is silently lost (each one seen is a mapping to add).
+ */
+export function classify(err: unknown): Classified {
+  if (err instanceof ProbeFailure) {
+    return { code: err.code, error: err.message, evidence: err.evidence };
+  }
+  if (isAbort(err)) {
+    return { code: 'interrupted', error: 'aborted', evidence: {} };
+  }
+  const e = err as { code?: unknown; message?: unknown } | null | undefined;
+  const sysCode = typeof e?.code === 'string' ? e.code : undefined;
+  const message = typeof e?.message === 'string' ? e.message : String(err);
+  if (sysCode !== undefined) {
+    const mapped = SYSTEM_CODES[sysCode];
+    if (mapped) return { code: mapped, error: sysCode, evidence: {} };
+    if (sysCode.startsWith('ERR_SSL_') || sysCode.startsWith('ERR_TLS_')) {
+      return { code: 'ssl_failed_handshake', error: sysCode, evidence: {} };
+    }
+    return { code: 'unknown_failure', error: `${sysCode}: ${message}`, evidence: {} };
+  }
+  // A TLS alert from the peer carries no err.code in some Node versions, only the OpenSSL text.
+  if (/alert|handshake failure|wrong version number/i.test(message)) {
+    return { code: 'ssl_failed_handshake', error: message, evidence: {} };
+  }
+  return { code: 'unknown_failure', error: message, evidence: {} };
+}
+
+function isAbort(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { name?: unknown }).name === 'AbortError';
+}
+
+/** Codes that mean "the path works but the call would sound bad", not "the path is broken". */
+export const DEGRADATION_CODES: ReadonlySet<FailureCode> = new Set(['media_degraded', 'media_throttled', 'stream_cutoff']);

@@ -1,0 +1,60 @@
+import type { FailureCode } from './failure.js';
+
+/** Version of the record format: every JSON line carries it; a change bumps it (README "Records"). */
+export const RESULT_SCHEMA = 1 as const;
+
+export type Transport = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';
+
+/** What a phase saw: bounded in size (firstBytesHex at most 64 bytes). */
+export interface Evidence {
+  bytesSent?: number;
+  bytesReceived?: number;
+  firstBytesHex?: string;
+  addresses?: string[];
+  /** The raw system error (ECONNRESET, ...), for researchers. */
+  error?: string;
+  [key: string]: unknown;
+}
+
+export interface PhaseResult {
+  phase: string;
+  /** host:port or URL actually used. */
+  endpoint: string;
+  transport?: Transport;
+  /** Monotonic clock (performance.now), ms, relative to the run's start. */
+  startedAt: number;
+  durationMs: number;
+  ok: boolean;
+  failure: FailureCode | null;
+  /** Not run because an earlier phase failed: the planned path stays visible. */
+  skipped?: true;
+  evidence: Evidence;
+}
+
+export type Verdict = 'ok' | 'degraded' | 'blocked' | 'error';
+
+/** The control a verdict leaned on: which control target, at which phase, and what it saw. */
+export interface ControlRef {
+  target: string;
+  phase: string;
+  ok: boolean;
+  startedAt: string;
+}
+
+export interface ProbeResult {
+  schema: typeof RESULT_SCHEMA;
+  id: string;
+  software: { name: 'callprobe'; version: string };
+  vantage: { name: string; asn?: number; country?: string };
+  service: string;
+  target: string;
+  /** ISO 8601, wall clock. */
+  startedAt: string;
+  durationMs: number;
+  phases: PhaseResult[];
+  verdict: Verdict;
+  failure: FailureCode | null;
+  failedPhase: string | null;
+  /** The control consulted for the verdict, or null when none applied (see README "Verdicts"). */
+  control: ControlRef | null;
+}
