@@ -139,6 +139,11 @@ export function classify(err: unknown): Classified {
   const sysCode = typeof e?.code === 'string' ? e.code : undefined;
   const message = typeof e?.message === 'string' ? e.message : String(err);
   if (sysCode !== undefined) {
+    // Node reports a FIN during a TLS handshake as ECONNRESET with this text (no syscall): it is an
+    // orderly close, which the taxonomy keeps apart from an RST ("read ECONNRESET").
+    if (sysCode === 'ECONNRESET' && /disconnected before secure TLS/i.test(message)) {
+      return { code: 'eof_error', error: 'EOF during TLS handshake', evidence: {} };
+    }
     const mapped = SYSTEM_CODES[sysCode];
     if (mapped) return { code: mapped, error: sysCode, evidence: {} };
     if (sysCode.startsWith('ERR_SSL_') || sysCode.startsWith('ERR_TLS_')) {

@@ -1,0 +1,152 @@
+import { z } from 'zod';
+import { parseCidr } from '../net/cidr.js';
+import { PHASES } from '../phases/index.js';
+import { duration, size } from './units.js';
+
+const cidr = z.string().superRefine((value, ctx) => {
+  try {
+    parseCidr(value);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+});
+
+const name = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'must be lower-case letters, digits, "-", "_" or "." (at most 63), as it becomes a metric label');
+
+/** The volunteer's config (config/callprobe.example.yaml documents every key). */
+export const configSchema = z
+  .object({
+    vantage: z
+      .object({
+        name: z.string().min(1).max(64).default('unnamed'),
+        asn: z.number().int().min(0).max(4294967295).optional(),
+        country: z.string().regex(/^[A-Z]{2}$/, 'must be an ISO 3166-1 alpha-2 code such as RU').optional(),
+      })
+      .strict()
+      .prefault({}),
+    schedule: z
+      .object({
+        interval: duration.prefault('5m'),
+        /** Fraction of the interval each run is randomly shifted by, so a fleet does not synchronise. */
+        jitter: z.number().min(0).max(1).default(0.1),
+        concurrency: z.number().int().min(1).max(64).default(4),
+        runDeadline: duration.prefault('2m'),
+        phaseTimeout: duration.prefault('10s'),
+      })
+      .strict()
+      .prefault({}),
+    /** Catalogued services to probe; controls are always probed (they make verdicts possible). */
+    services: z.array(name).optional(),
+    /** Extra catalogue files (paths relative to this config file), added to the embedded ones. */
+    catalogues: z.array(z.string().min(1)).default([]),
+    /** Replace the embedded catalogues entirely (the lab does; volunteers normally do not). */
+    embeddedCatalogues: z.boolean().default(true),
+    dataDir: z.string().min(1).default('/var/lib/callprobe'),
+    records: z
+      .object({
+        maxFileBytes: size.default(16 * 1024 * 1024),
+        maxTotalBytes: size.default(512 * 1024 * 1024),
+        queueLength: z.number().int().min(1).max(1_000_000).default(10_000),
+      })
+      .strict()
+      .prefault({}),
+    http: z
+      .object({
+        listen: z.string().min(1).default('127.0.0.1:9465'),
+        /** Required when listening beyond loopback; sent as "Authorization: Bearer <token>". */
+        token: z.string().min(16).optional(),
+        enabled: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
+    dns: z
+      .object({
+        /** "system" (the first nameserver of /etc/resolv.conf) or an address such as 198.18.2.2:53. */
+        resolver: z.string().min(1).default('system'),
+      })
+      .strict()
+      .prefault({}),
+    tls: z
+      .object({
+        /** Extra PEM CA files to trust besides the system store (the lab CA). */
+        extraCa: z.array(z.string().min(1)).default([]),
+      })
+      .strict()
+      .prefault({}),
+    safety: z
+      .object({
+        allow: z.array(cidr).default([]),
+        deny: z.array(cidr).default([]),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type Config = z.output<typeof configSchema>;
+
+const phaseEntry = z.union([z.string(), z.record(z.string(), z.unknown())]).superRefine((entry, ctx) => {
+  const [phaseName, phaseParams] = typeof entry === 'string' ? [entry, {}] : (Object.entries(entry)[0] ?? ['', {}]);
+  if (typeof entry !== 'string' && Object.keys(entry).length !== 1) {
+    ctx.addIssue({ code: 'custom', message: 'a phase is a name or a map with exactly one key: { phase: { params } }' });
+    return;
+  }
+  const phase = PHASES.get(phaseName);
+  if (!phase) {
+    ctx.addIssue({ code: 'custom', message: `unknown phase "${phaseName}" (known: ${[...PHASES.keys()].join(', ')})` });
+    return;
+  }
+  const parsed = phase.params.safeParse(phaseParams ?? {});
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      ctx.addIssue({
+        code: 'custom',
+        message: issue.message,
+        path: typeof entry === 'string' ? [] : [phaseName, ...issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))],
+      });
+    }
+  }
+});
+
+const target = z
+  .object({
+    name,
+    /** Hostname or IP literal. */
+    host: z.string().min(1).optional(),
+    port: z.number().int().min(1).max(65535).optional(),
+    /** ws:// or wss:// URL for WebSocket targets; host and port come from it. */
+    url: z
+      .string()
+      .regex(/^wss?:\/\/[^/\s]+(\/\S*)?$/, 'must be a ws:// or wss:// URL')
+      .optional(),
+    sni: z.string().min(1).optional(),
+    phases: z.array(phaseEntry).min(1),
+    interval: duration.optional(),
+    phaseTimeout: duration.optional(),
+    /** Where the address or fact comes from (also written as a YAML comment). */
+    source: z.string().optional(),
+    description: z.string().optional(),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    if (!t.host && !t.url) ctx.addIssue({ code: 'custom', message: 'a target needs host (and port) or url' });
+    if (t.host && !t.url && t.port === undefined && t.phases.some((p) => (typeof p === 'string' ? p : Object.keys(p)[0]) !== 'dns')) {
+      ctx.addIssue({ code: 'custom', message: 'port is required when the target connects anywhere', path: ['port'] });
+    }
+  });
+
+/** A service catalogue in probes/ (data, not code: adding a service touches no code). */
+export const catalogueSchema = z
+  .object({
+    service: name,
+    description: z.string().optional(),
+    /** A control catalogue: its results judge the other services' failures (design.md §6). */
+    control: z.boolean().default(false),
+    targets: z.array(target).min(1),
+  })
+  .strict();
+
+export type Catalogue = z.output<typeof catalogueSchema>;
+export type CatalogueTarget = Catalogue['targets'][number];

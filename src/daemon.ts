@@ -1,0 +1,149 @@
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { ConfigError } from './config/loader.js';
+import { parseHostPort } from './config/units.js';
+import { Engine } from './engine/engine.js';
+import { Scheduler } from './engine/scheduler.js';
+import type { Logger } from './log.js';
+import { loadPlan, type Plan } from './plan.js';
+import type { ProbeResult } from './result.js';
+import { createHttpServer } from './server/http.js';
+import { Metrics } from './sinks/metrics.js';
+import { RecordWriter } from './sinks/records.js';
+import { StatusBoard } from './sinks/status.js';
+
+/** Grace for runs in flight on SIGTERM before they are cancelled (then recorded as `interrupted`). */
+const STOP_GRACE_MS = 5_000;
+
+export interface Daemon {
+  plan: Plan;
+  /** Where the HTTP server listens (its real port when the config asked for port 0). */
+  address: { host: string; port: number } | null;
+  reload(): boolean;
+  stop(): Promise<void>;
+}
+
+/**
+ * `callprobe run`: plan, scheduler, sinks and the HTTP server. A bad config throws ConfigError
+ * before anything starts. SIGHUP reloads (a bad new config keeps the old plan running); SIGTERM
+ * and SIGINT stop gracefully, flushing records.
+ */
+export async function startDaemon(configFile: string | null, log: Logger): Promise<Daemon> {
+  let plan = loadPlan(configFile);
+  const startedAt = new Date().toISOString();
+  const metrics = new Metrics(plan.config.vantage.name);
+  const status = new StatusBoard();
+  const recordsDir = join(plan.config.dataDir, 'records');
+  const records = new RecordWriter({
+    dir: recordsDir,
+    ...plan.config.records,
+    onDrop: (n) => {
+      metrics.recordsDropped.inc(n);
+      log.warn({ dropped: n }, 'record queue full: result dropped');
+    },
+    onError: (err) => {
+      metrics.recordsDropped.inc();
+      log.error({ err }, 'writing records failed');
+    },
+  });
+  const engine = new Engine(plan, log);
+  const publish = (result: ProbeResult): void => {
+    for (const [name, sink] of [
+      ['records', () => records.write(result)],
+      ['metrics', () => metrics.observe(result)],
+      ['status', () => status.update(result)],
+    ] as const) {
+      try {
+        sink();
+      } catch (err) {
+        log.error({ err, sink: name }, 'sink failed');
+      }
+    }
+    log.info(
+      { probe: `${result.service}/${result.target}`, verdict: result.verdict, failure: result.failure, phase: result.failedPhase, ms: result.durationMs },
+      'probe finished',
+    );
+  };
+  const scheduler = new Scheduler({
+    concurrency: plan.config.schedule.concurrency,
+    jitter: plan.config.schedule.jitter,
+    run: async (spec, signal) => publish(await engine.probe(spec, signal)),
+    onOverlap: (spec) => {
+      metrics.overlap(spec);
+      log.warn({ probe: spec.id }, 'previous run still going: slot skipped');
+    },
+  });
+  metrics.declare(plan.specs);
+  status.declare(plan.specs);
+  metrics.configReloadOk.set(1);
+  metrics.configReloadTime.set(Date.now() / 1000);
+
+  let address: Daemon['address'] = null;
+  const server = plan.config.http.enabled
+    ? createHttpServer({
+        registry: metrics.registry,
+        status,
+        recordsDir,
+        vantage: plan.config.vantage.name,
+        startedAt,
+        ...(plan.config.http.token ? { token: plan.config.http.token } : {}),
+        log,
+        health: () => ({ ok: true, detail: { targets: plan.specs.length, activeRuns: scheduler.active } }),
+      })
+    : null;
+  if (server) {
+    const listen = parseHostPort(plan.config.http.listen, 9465)!;
+    server.listen(listen.port, listen.host);
+    await once(server, 'listening');
+    const a = server.address();
+    address = a && typeof a === 'object' ? { host: a.address, port: a.port } : null;
+    log.info({ listen: address }, 'http server listening');
+  }
+  scheduler.start(plan.specs);
+  log.info({ targets: plan.specs.length, vantage: plan.config.vantage.name, config: configFile ?? '(embedded defaults)' }, 'callprobe started');
+
+  const reload = (): boolean => {
+    try {
+      const next = loadPlan(configFile);
+      if (next.config.http.listen !== plan.config.http.listen || next.config.dataDir !== plan.config.dataDir) {
+        log.warn('http.listen and dataDir changes take effect on restart');
+      }
+      plan = next;
+      engine.update(plan);
+      metrics.declare(plan.specs);
+      status.declare(plan.specs);
+      scheduler.replace(plan.specs);
+      metrics.configReloadOk.set(1);
+      metrics.configReloadTime.set(Date.now() / 1000);
+      log.info({ targets: plan.specs.length }, 'configuration reloaded');
+      return true;
+    } catch (err) {
+      metrics.configReloadOk.set(0);
+      const problems = err instanceof ConfigError ? err.problems : [String(err)];
+      log.error({ problems }, 'configuration reload failed: keeping the previous configuration');
+      return false;
+    }
+  };
+  let stopping: Promise<void> | null = null;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      log.info('stopping: finishing runs in flight');
+      await scheduler.stop(STOP_GRACE_MS);
+      await records.close();
+      if (server) {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
+      log.info('stopped');
+    })());
+  return {
+    get plan() {
+      return plan;
+    },
+    get address() {
+      return address;
+    },
+    reload,
+    stop,
+  };
+}

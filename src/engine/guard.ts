@@ -1,0 +1,90 @@
+import { isIP } from 'node:net';
+import { ProbeFailure } from '../failure.js';
+import { embeddedIpv4, normalizeAddress, parseCidr, type Cidr } from '../net/cidr.js';
+import { SPECIAL_PURPOSE_CIDRS } from './ranges.js';
+
+export interface SafetyPolicy {
+  /** CIDRs. Empty or absent: the public internet (everything outside the special-purpose list). */
+  allow?: readonly string[];
+  /** CIDRs denied in addition to the special-purpose list; a deny entry always wins. */
+  deny?: readonly string[];
+  /** Resolvers the volunteer configured: trusted as DNS servers only, never as probe destinations. */
+  resolvers?: readonly string[];
+}
+
+export type Purpose = 'probe' | 'dns-server';
+
+export interface GuardDecision {
+  allowed: boolean;
+  /** Which rule decided, e.g. "allow 198.18.0.0/15", "special-purpose 10.0.0.0/8 (private)", "not in allow". */
+  rule: string;
+  /** True when the address is special-purpose and no allow entry covers it: a bogon as DNS answer. */
+  bogon: boolean;
+}
+
+/**
+ * The one gate every connect, send and DNS query passes through (design.md §11).
+ *
+ * Rules, in order: a `deny` entry always wins; otherwise the most specific matching prefix among
+ * `allow` and the special-purpose list decides, and on equal length the explicit `allow` wins (so
+ * `allow: [198.18.0.0/15]` opens the lab range but `allow: [0.0.0.0/0]` never opens 10/8); an
+ * address matching neither is allowed only when `allow` is empty (the public internet) and denied
+ * otherwise. IPv4-mapped, NAT64 and 6to4 forms are judged as the IPv4 host they reach.
+ */
+export class SafetyGuard {
+  private readonly allow: Cidr[];
+  private readonly deny: Cidr[];
+  private readonly resolvers: Set<string>;
+
+  constructor(policy: SafetyPolicy = {}) {
+    this.allow = (policy.allow ?? []).map(parseCidr);
+    this.deny = (policy.deny ?? []).map(parseCidr);
+    this.resolvers = new Set((policy.resolvers ?? []).map((r) => normalizeAddress(r) ?? r));
+  }
+
+  check(address: string, purpose: Purpose = 'probe'): GuardDecision {
+    const norm = normalizeAddress(address);
+    if (norm === null) return { allowed: false, rule: 'not an IP address', bogon: false };
+    const embedded = embeddedIpv4(norm);
+    if (embedded !== null) {
+      const inner = this.check(embedded, purpose);
+      if (!inner.allowed) return { ...inner, rule: `${inner.rule} (embedded in ${norm})` };
+    }
+    if (purpose === 'dns-server' && this.resolvers.has(norm)) {
+      return { allowed: true, rule: 'configured resolver', bogon: false };
+    }
+    const denied = this.deny.find((c) => c.contains(norm));
+    if (denied) return { allowed: false, rule: `deny ${denied.text}`, bogon: false };
+
+    const allowed = mostSpecific(this.allow.filter((c) => c.contains(norm)), (c) => c.prefix);
+    const special = mostSpecific(
+      SPECIAL_PURPOSE_CIDRS.filter((s) => s.cidr.contains(norm)),
+      (s) => s.cidr.prefix,
+    );
+    if (special && (!allowed || allowed.prefix < special.cidr.prefix)) {
+      return { allowed: false, rule: `special-purpose ${special.cidr.text} (${special.name})`, bogon: true };
+    }
+    if (allowed) return { allowed: true, rule: `allow ${allowed.text}`, bogon: false };
+    if (this.allow.length === 0) return { allowed: true, rule: 'public internet', bogon: false };
+    return { allowed: false, rule: 'not in allow', bogon: false };
+  }
+
+  /** Throws `policy_denied` (nothing may be sent) unless the address is allowed. */
+  assert(address: string, purpose: Purpose = 'probe'): void {
+    const decision = this.check(address, purpose);
+    if (!decision.allowed) {
+      throw new ProbeFailure('policy_denied', `destination ${address} refused by safety policy: ${decision.rule}`, {
+        deniedAddress: address,
+        rule: decision.rule,
+      });
+    }
+  }
+}
+
+function mostSpecific<T>(list: readonly T[], prefixOf: (item: T) => number): T | undefined {
+  return list.reduce<T | undefined>((best, c) => (!best || prefixOf(c) > prefixOf(best) ? c : best), undefined);
+}
+
+export function isIpLiteral(host: string): boolean {
+  return isIP(host.replace(/^\[|\]$/g, '')) !== 0;
+}

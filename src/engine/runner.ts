@@ -1,0 +1,182 @@
+import { randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
+import { ProbeFailure, classify, type FailureCode } from '../failure.js';
+import type { Logger } from '../log.js';
+import { formatEndpoint } from '../net/dial.js';
+import { PHASES } from '../phases/index.js';
+import type { PhaseContext, PhaseSettings, RunState } from '../phases/types.js';
+import type { PlannedPhase, ProbeSpec } from '../plan.js';
+import { RESULT_SCHEMA, type PhaseResult, type ProbeResult } from '../result.js';
+import { VERSION } from '../version.js';
+import type { SafetyGuard } from './guard.js';
+
+export interface RunnerDeps {
+  guard: SafetyGuard;
+  settings: PhaseSettings;
+  vantage: ProbeResult['vantage'];
+  log: Logger;
+}
+
+/** A finished run before the verdict: the verdict needs the controls (engine/verdict.ts). */
+export type RunRecord = Omit<ProbeResult, 'verdict' | 'control'>;
+
+/**
+ * Runs a spec's phases in order, each with its own timeout and AbortSignal; a phase's output feeds
+ * the next through `RunState`. The first failure ends the run and later phases are recorded as
+ * `skipped`, so the planned path stays visible. `signal` cancels the whole run (deadline, shutdown):
+ * the phase then running fails with `interrupted`.
+ */
+export async function runSpec(spec: ProbeSpec, deps: RunnerDeps, signal: AbortSignal): Promise<RunRecord> {
+  const startedAt = new Date().toISOString();
+  const t0 = performance.now();
+  const state: RunState = { cleanups: [] };
+  if (isIP(spec.endpoint.host) !== 0) state.addresses = [spec.endpoint.host];
+  const phases: PhaseResult[] = [];
+  let failure: FailureCode | null = null;
+  let failedPhase: string | null = null;
+  try {
+    for (const planned of spec.phases) {
+      if (failure !== null) {
+        phases.push(skippedPhase(planned, spec));
+        continue;
+      }
+      const result = await runPhase(spec, planned, deps, state, signal, t0);
+      phases.push(result);
+      if (!result.ok) {
+        failure = result.failure;
+        failedPhase = result.phase;
+      }
+    }
+  } finally {
+    for (const cleanup of state.cleanups.reverse()) {
+      try {
+        cleanup();
+      } catch (err) {
+        deps.log.warn({ err, probe: spec.id }, 'cleanup failed');
+      }
+    }
+  }
+  return {
+    schema: RESULT_SCHEMA,
+    id: randomUUID(),
+    software: { name: 'callprobe', version: VERSION },
+    vantage: deps.vantage,
+    service: spec.service,
+    target: spec.target,
+    startedAt,
+    durationMs: round(performance.now() - t0),
+    phases,
+    failure,
+    failedPhase,
+  };
+}
+
+async function runPhase(
+  spec: ProbeSpec,
+  planned: PlannedPhase,
+  deps: RunnerDeps,
+  state: RunState,
+  runSignal: AbortSignal,
+  t0: number,
+): Promise<PhaseResult> {
+  const definition = PHASES.get(planned.name);
+  const controller = new AbortController();
+  const onRunAbort = (): void => controller.abort(interruptedBy(runSignal.reason));
+  if (runSignal.aborted) onRunAbort();
+  else runSignal.addEventListener('abort', onRunAbort, { once: true });
+  const timer = setTimeout(
+    () =>
+      controller.abort(
+        new ProbeFailure('generic_timeout_error', `${planned.name}: no answer within ${planned.timeoutMs} ms`, {
+          timeoutMs: planned.timeoutMs,
+        }),
+      ),
+    planned.timeoutMs,
+  );
+  const ctx: PhaseContext = {
+    service: spec.service,
+    target: spec.target,
+    endpoint: spec.endpoint,
+    params: planned.params,
+    signal: controller.signal,
+    timeoutMs: planned.timeoutMs,
+    guard: deps.guard,
+    settings: deps.settings,
+    state,
+    log: deps.log.child({ probe: spec.id, phase: planned.name }),
+    evidence: {},
+    endpointUsed: defaultEndpoint(spec),
+  };
+  const started = performance.now();
+  let failure: FailureCode | null = null;
+  try {
+    if (!definition) throw new ProbeFailure('internal_error', `unknown phase ${planned.name}`);
+    await Promise.race([definition.run(ctx), rejectOnAbort(controller.signal)]);
+  } catch (err) {
+    const c = classifyPhaseError(err, ctx, deps, spec);
+    failure = c;
+  } finally {
+    clearTimeout(timer);
+    runSignal.removeEventListener('abort', onRunAbort);
+    // Whatever the phase was doing in the background is over now.
+    if (!controller.signal.aborted) controller.abort(new ProbeFailure('interrupted', 'phase finished'));
+  }
+  return {
+    phase: planned.name,
+    endpoint: ctx.endpointUsed,
+    ...(ctx.transport ? { transport: ctx.transport } : {}),
+    startedAt: round(started - t0),
+    durationMs: round(performance.now() - started),
+    ok: failure === null,
+    failure,
+    evidence: ctx.evidence,
+  };
+}
+
+function classifyPhaseError(err: unknown, ctx: PhaseContext, deps: RunnerDeps, spec: ProbeSpec): FailureCode {
+  // A programming error (or a codec that let hostile bytes through) is our bug, not the network's.
+  if (err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError || err instanceof SyntaxError) {
+    deps.log.error({ err, probe: spec.id, phase: ctx.endpointUsed }, 'internal error in phase');
+    ctx.evidence.error = `${err.name}: ${err.message}`;
+    return 'internal_error';
+  }
+  const c = classify(err);
+  Object.assign(ctx.evidence, c.evidence);
+  ctx.evidence.error = c.error;
+  if (c.code === 'unknown_failure') deps.log.warn({ err, probe: spec.id }, 'unmapped failure: add it to failure.ts');
+  return c.code;
+}
+
+function interruptedBy(reason: unknown): ProbeFailure {
+  if (reason instanceof ProbeFailure) return reason;
+  return new ProbeFailure('interrupted', typeof reason === 'string' ? reason : 'run cancelled');
+}
+
+function rejectOnAbort(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+}
+
+function skippedPhase(planned: PlannedPhase, spec: ProbeSpec): PhaseResult {
+  return {
+    phase: planned.name,
+    endpoint: defaultEndpoint(spec),
+    startedAt: 0,
+    durationMs: 0,
+    ok: false,
+    failure: null,
+    skipped: true,
+    evidence: {},
+  };
+}
+
+function defaultEndpoint(spec: ProbeSpec): string {
+  return spec.endpoint.url ?? formatEndpoint(spec.endpoint.host, spec.endpoint.port);
+}
+
+/** Milliseconds with microsecond precision. */
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}

@@ -1,0 +1,58 @@
+import { DEGRADATION_CODES } from '../failure.js';
+import { PHASES } from '../phases/index.js';
+import type { ControlRef, ProbeResult, Verdict } from '../result.js';
+import type { RunRecord } from './runner.js';
+
+/** Failures that say nothing about the network: our own policy, our bugs, our shutdown. */
+const NOT_NETWORK = new Set(['policy_denied', 'internal_error', 'interrupted']);
+
+/**
+ * Keeps the latest control result per phase and turns runs into verdicts (design.md §6):
+ * `blocked` only when a control succeeded at the same phase recently; `error` when the controls
+ * failed too, or when no recent control covers that phase, since then nothing can be concluded.
+ * The raw phases are always kept: the verdict is an interpretation, the data is the data.
+ */
+export class ControlBoard {
+  private readonly latest = new Map<string, Map<string, ControlRef & { at: number }>>();
+
+  /** @param maxAgeMs how old a control result may be and still count as "the same cycle". */
+  constructor(private readonly maxAgeMs: number) {}
+
+  /** The same remembered controls under a new freshness window (after a config reload). */
+  withMaxAge(maxAgeMs: number): ControlBoard {
+    const board = new ControlBoard(maxAgeMs);
+    for (const [phase, byTarget] of this.latest) board.latest.set(phase, new Map(byTarget));
+    return board;
+  }
+
+  record(run: RunRecord): void {
+    const at = Date.parse(run.startedAt);
+    for (const phase of run.phases) {
+      if (phase.skipped) continue;
+      let byTarget = this.latest.get(phase.phase);
+      if (!byTarget) this.latest.set(phase.phase, (byTarget = new Map()));
+      byTarget.set(run.target, { target: run.target, phase: phase.phase, ok: phase.ok, startedAt: run.startedAt, at });
+    }
+  }
+
+  judge(run: RunRecord, isControl: boolean, now = Date.now()): ProbeResult {
+    const { verdict, control } = this.verdictOf(run, isControl, now);
+    return { ...run, verdict, control };
+  }
+
+  private verdictOf(run: RunRecord, isControl: boolean, now: number): { verdict: Verdict; control: ControlRef | null } {
+    if (run.failure === null) return { verdict: 'ok', control: null };
+    if (isControl || NOT_NETWORK.has(run.failure)) return { verdict: 'error', control: null };
+    if (DEGRADATION_CODES.has(run.failure)) return { verdict: 'degraded', control: null };
+    const controlPhase = PHASES.get(run.failedPhase ?? '')?.controlPhase ?? run.failedPhase ?? '';
+    const fresh = [...(this.latest.get(controlPhase)?.values() ?? [])].filter((c) => now - c.at <= this.maxAgeMs);
+    const ok = fresh.find((c) => c.ok);
+    if (ok) return { verdict: 'blocked', control: strip(ok) };
+    const failed = fresh[0];
+    return { verdict: 'error', control: failed ? strip(failed) : null };
+  }
+}
+
+function strip(c: ControlRef & { at: number }): ControlRef {
+  return { target: c.target, phase: c.phase, ok: c.ok, startedAt: c.startedAt };
+}

@@ -1,0 +1,102 @@
+import { checkServerIdentity, connect, rootCertificates, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { z } from 'zod';
+import { ProbeFailure, classify } from '../failure.js';
+import { isIpLiteral } from '../engine/guard.js';
+import type { PhaseDefinition } from './types.js';
+
+const params = z
+  .object({
+    /** ALPN protocols to offer, e.g. [h2, http/1.1]. */
+    alpn: z.array(z.string().min(1)).optional(),
+    /** Server name (SNI and the name checked in the certificate); defaults to the target's host. */
+    sni: z.string().min(1).optional(),
+  })
+  .strict();
+
+/**
+ * `tls`: the handshake over the open TCP connection. The certificate is checked by hand after the
+ * handshake (not by `rejectUnauthorized`) so that its subject, issuer and validity are in the
+ * evidence even when it fails: a censor's substitute certificate is itself evidence.
+ */
+export const tlsPhase: PhaseDefinition<typeof params> = {
+  name: 'tls',
+  params,
+  controlPhase: 'tls',
+  needs: 'connection',
+  async run(ctx) {
+    const tcp = ctx.state.tcp;
+    if (!tcp) throw new ProbeFailure('internal_error', 'tls phase has no TCP connection');
+    const servername = ctx.params.sni ?? ctx.endpoint.sni ?? (isIpLiteral(ctx.endpoint.host) ? undefined : ctx.endpoint.host);
+    ctx.transport = 'tls';
+    ctx.evidence.sni = servername ?? null;
+    const sentBefore = tcp.bytesWritten;
+    const readBefore = tcp.bytesRead;
+    const count = (): void => {
+      ctx.evidence.bytesSent = tcp.bytesWritten - sentBefore;
+      ctx.evidence.bytesReceived = tcp.bytesRead - readBefore;
+    };
+    const socket = connect({
+      socket: tcp,
+      servername,
+      ALPNProtocols: ctx.params.alpn,
+      ca: [...rootCertificates, ...ctx.settings.extraCa],
+      rejectUnauthorized: false,
+    });
+    ctx.state.cleanups.push(() => socket.destroy());
+    try {
+      await handshake(socket, ctx.signal);
+    } finally {
+      count();
+    }
+    ctx.state.socket = socket;
+    ctx.evidence.protocol = socket.getProtocol();
+    ctx.evidence.alpn = socket.alpnProtocol || null;
+    ctx.evidence.cipher = socket.getCipher().name;
+    const cert = socket.getPeerCertificate(true);
+    Object.assign(ctx.evidence, describeCertificate(cert));
+    if (!socket.authorized) {
+      const c = classify({ code: String(socket.authorizationError), message: String(socket.authorizationError) });
+      throw new ProbeFailure(c.code, `certificate not trusted: ${String(socket.authorizationError)}`, {
+        error: String(socket.authorizationError),
+      });
+    }
+    if (servername !== undefined || isIpLiteral(ctx.endpoint.host)) {
+      const identityError = checkServerIdentity(servername ?? ctx.endpoint.host, cert);
+      if (identityError) {
+        const c = classify(identityError);
+        throw new ProbeFailure(c.code, identityError.message, { error: c.error });
+      }
+    }
+  },
+};
+
+function handshake(socket: TLSSocket, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    socket.once('secureConnect', () => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+    socket.once('error', (err) => {
+      signal.removeEventListener('abort', onAbort);
+      reject(err);
+    });
+  });
+}
+
+function describeCertificate(cert: PeerCertificate): Record<string, unknown> {
+  if (!cert || Object.keys(cert).length === 0) return { certificate: null };
+  return {
+    certificate: {
+      subject: cert.subject?.CN ?? null,
+      subjectAltName: cert.subjectaltname?.slice(0, 512) ?? null,
+      issuer: cert.issuer?.CN ?? cert.issuer?.O ?? null,
+      validFrom: new Date(cert.valid_from).toISOString(),
+      validTo: new Date(cert.valid_to).toISOString(),
+      serialNumber: cert.serialNumber,
+      fingerprint256: cert.fingerprint256,
+    },
+  };
+}

@@ -1,0 +1,196 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { catalogueSchema, configSchema, type Catalogue, type CatalogueTarget, type Config } from './config/schema.js';
+import { ConfigError, loadYaml, locate } from './config/loader.js';
+import { parseHostPort } from './config/units.js';
+import { systemResolver } from './config/resolv.js';
+import type { SafetyPolicy } from './engine/guard.js';
+import { PHASES } from './phases/index.js';
+import type { PhaseSettings, TargetEndpoint } from './phases/types.js';
+
+/** The service catalogues shipped with callprobe: `probes/` beside `src/` and `dist/`. */
+export const EMBEDDED_CATALOGUE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'probes');
+
+export interface PlannedPhase {
+  name: string;
+  params: unknown;
+  timeoutMs: number;
+  /** Added by the plan because a later phase needs it (e.g. `tcp` before `tls`). */
+  implied?: true;
+}
+
+/** One target of one service, ready to run: everything downstream trusts it (validated once). */
+export interface ProbeSpec {
+  id: string;
+  service: string;
+  target: string;
+  control: boolean;
+  endpoint: TargetEndpoint;
+  phases: PlannedPhase[];
+  intervalMs: number;
+  runDeadlineMs: number;
+  source?: string;
+  catalogueFile: string;
+}
+
+export interface Plan {
+  config: Config;
+  configFile: string | null;
+  specs: ProbeSpec[];
+  settings: PhaseSettings;
+  safety: SafetyPolicy;
+}
+
+/** Reads a config file (or none: embedded defaults) and its catalogues into a plan. */
+export function loadPlan(configFile: string | null): Plan {
+  const config = configFile ? loadYaml(configFile, configSchema) : configSchema.parse({});
+  return buildPlan(config, configFile);
+}
+
+export function buildPlan(config: Config, configFile: string | null): Plan {
+  const problems: string[] = [];
+  const where = (path: Array<string | number>): string => (configFile ? locate(configFile, path) : '(defaults)');
+  const baseDir = configFile ? dirname(resolve(configFile)) : process.cwd();
+
+  const files = [
+    ...(config.embeddedCatalogues ? listCatalogues(EMBEDDED_CATALOGUE_DIR) : []),
+    ...config.catalogues.map((f) => (isAbsolute(f) ? f : join(baseDir, f))),
+  ];
+  const catalogues: Array<{ file: string; catalogue: Catalogue }> = [];
+  for (const file of files) {
+    try {
+      catalogues.push({ file, catalogue: loadYaml(file, catalogueSchema) });
+    } catch (err) {
+      if (err instanceof ConfigError) problems.push(...err.problems);
+      else throw err;
+    }
+  }
+  const seenServices = new Map<string, string>();
+  for (const { file, catalogue } of catalogues) {
+    const earlier = seenServices.get(catalogue.service);
+    if (earlier) problems.push(`${locate(file, ['service'])}: service: "${catalogue.service}" is also defined in ${earlier}`);
+    seenServices.set(catalogue.service, file);
+  }
+  const known = catalogues.filter((c) => !c.catalogue.control).map((c) => c.catalogue.service);
+  (config.services ?? []).forEach((s, i) => {
+    if (!known.includes(s)) problems.push(`${where(['services', i])}: services[${i}]: unknown service "${s}" (known: ${known.join(', ') || 'none'})`);
+  });
+
+  const specs: ProbeSpec[] = [];
+  for (const { file, catalogue } of catalogues) {
+    if (!catalogue.control && config.services && !config.services.includes(catalogue.service)) continue;
+    const names = new Set<string>();
+    catalogue.targets.forEach((t, i) => {
+      if (names.has(t.name)) problems.push(`${locate(file, ['targets', i, 'name'])}: targets[${i}].name: duplicate target "${t.name}"`);
+      names.add(t.name);
+      try {
+        specs.push(toSpec(catalogue, t, config, file));
+      } catch (err) {
+        problems.push(`${locate(file, ['targets', i])}: targets[${i}]: ${(err as Error).message}`);
+      }
+    });
+  }
+
+  const resolverText = config.dns.resolver === 'system' ? systemResolver() : config.dns.resolver;
+  const resolverAddr = resolverText ? parseHostPort(resolverText, 53) : null;
+  if (config.dns.resolver !== 'system' && (!resolverAddr || isIP(resolverAddr.host) === 0)) {
+    problems.push(`${where(['dns', 'resolver'])}: dns.resolver: must be "system" or an IP address with an optional port`);
+  }
+  const extraCa: string[] = [];
+  config.tls.extraCa.forEach((f, i) => {
+    try {
+      extraCa.push(readFileSync(isAbsolute(f) ? f : join(baseDir, f), 'utf8'));
+    } catch (err) {
+      problems.push(`${where(['tls', 'extraCa', i])}: tls.extraCa[${i}]: cannot read ${f}: ${(err as NodeJS.ErrnoException).code}`);
+    }
+  });
+  const listen = parseHostPort(config.http.listen, 9465);
+  if (!listen) problems.push(`${where(['http', 'listen'])}: http.listen: must be HOST:PORT`);
+  else if (!isLoopback(listen.host) && !config.http.token) {
+    problems.push(`${where(['http', 'listen'])}: http.listen: listening beyond loopback needs http.token (at least 16 characters)`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return {
+    config,
+    configFile,
+    specs,
+    settings: {
+      resolver: resolverAddr && isIP(resolverAddr.host) !== 0 ? { address: resolverAddr.host, port: resolverAddr.port } : null,
+      extraCa,
+      userAgent: 'callprobe',
+    },
+    safety: {
+      allow: config.safety.allow,
+      deny: config.safety.deny,
+      resolvers: resolverAddr ? [resolverAddr.host] : [],
+    },
+  };
+}
+
+function listCatalogues(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml') || f.endsWith('.yml'))
+    .sort()
+    .map((f) => join(dir, f));
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+function toSpec(catalogue: Catalogue, t: CatalogueTarget, config: Config, file: string): ProbeSpec {
+  const endpoint = endpointOf(t);
+  const timeoutMs = t.phaseTimeout ?? config.schedule.phaseTimeout;
+  const listed = t.phases.map((p) => {
+    const [name, params] = typeof p === 'string' ? [p, {}] : (Object.entries(p)[0] as [string, unknown]);
+    // Validated by the catalogue schema; parse again only to apply the phase's own defaults.
+    return { name, params: PHASES.get(name)!.params.parse(params ?? {}), timeoutMs };
+  });
+  return {
+    id: `${catalogue.service}/${t.name}`,
+    service: catalogue.service,
+    target: t.name,
+    control: catalogue.control,
+    endpoint,
+    phases: completeChain(listed, endpoint),
+    intervalMs: t.interval ?? config.schedule.interval,
+    runDeadlineMs: config.schedule.runDeadline,
+    ...(t.source ? { source: t.source } : {}),
+    catalogueFile: file,
+  };
+}
+
+function endpointOf(t: CatalogueTarget): TargetEndpoint {
+  if (t.url) {
+    const u = new URL(t.url);
+    const host = u.hostname.replace(/^\[|\]$/g, '');
+    const port = u.port ? Number(u.port) : u.protocol === 'wss:' ? 443 : 80;
+    return { host, port, url: t.url, ...(t.sni ? { sni: t.sni } : {}) };
+  }
+  return { host: t.host!, port: t.port ?? 0, ...(t.sni ? { sni: t.sni } : {}) };
+}
+
+/**
+ * Makes the planned path explicit: a catalogue may list only the interesting phases
+ * (`[websocket, mtproto]`), and the plan adds what they stand on (`dns`, `tcp`, `tls`), marked
+ * `implied`, so every record shows the whole path a call would take.
+ */
+export function completeChain(listed: PlannedPhase[], endpoint: TargetEndpoint): PlannedPhase[] {
+  const out: PlannedPhase[] = [];
+  const has = (name: string): boolean => out.some((p) => p.name === name);
+  const add = (name: string, timeoutMs: number): void => {
+    out.push({ name, params: PHASES.get(name)!.params.parse({}), timeoutMs, implied: true });
+  };
+  const secure = endpoint.url?.startsWith('wss:') ?? false;
+  for (const phase of listed) {
+    const needs = PHASES.get(phase.name)!.needs;
+    if (needs !== 'nothing' && isIP(endpoint.host) === 0 && !has('dns')) add('dns', phase.timeoutMs);
+    if ((needs === 'connection' || needs === 'tls') && !has('tcp')) add('tcp', phase.timeoutMs);
+    if ((needs === 'tls' || (needs === 'connection' && secure && phase.name !== 'tls')) && !has('tls')) add('tls', phase.timeoutMs);
+    out.push(phase);
+  }
+  return out;
+}

@@ -1,0 +1,91 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
+import type { Registry } from 'prom-client';
+import type { Logger } from '../log.js';
+import { readRecords } from '../sinks/records.js';
+import type { StatusBoard } from '../sinks/status.js';
+import { VERSION } from '../version.js';
+import { renderStatusPage } from './page.js';
+
+export interface HttpDeps {
+  registry: Registry;
+  status: StatusBoard;
+  recordsDir: string;
+  vantage: string;
+  startedAt: string;
+  token?: string;
+  log: Logger;
+  health(): { ok: boolean; detail: Record<string, unknown> };
+}
+
+const MAX_RESULTS = 1000;
+
+/** /metrics, /healthz, /api/status, /api/results and the status page (design.md §10). */
+export function createHttpServer(deps: HttpDeps): Server {
+  return createServer((req, res) => {
+    handle(req, res, deps).catch((err) => {
+      deps.log.error({ err }, 'http handler failed');
+      if (!res.headersSent) send(res, 500, 'text/plain', 'internal error\n');
+      else res.destroy();
+    });
+  });
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://callprobe');
+  if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n');
+  // /healthz stays open so that a supervisor can check liveness without the token.
+  if (url.pathname !== '/healthz' && deps.token && !authorized(req, deps.token)) {
+    res.setHeader('WWW-Authenticate', 'Bearer realm="callprobe"');
+    return send(res, 401, 'text/plain', 'unauthorized\n');
+  }
+  switch (url.pathname) {
+    case '/metrics':
+      return send(res, 200, deps.registry.contentType, await deps.registry.metrics());
+    case '/healthz': {
+      const h = deps.health();
+      return json(res, h.ok ? 200 : 503, { status: h.ok ? 'ok' : 'unhealthy', version: VERSION, ...h.detail });
+    }
+    case '/api/status':
+      return json(res, 200, { vantage: deps.vantage, version: VERSION, startedAt: deps.startedAt, targets: deps.status.list() });
+    case '/api/results': {
+      const limitText = url.searchParams.get('limit') ?? '100';
+      const sinceText = url.searchParams.get('since');
+      const limit = Number(limitText);
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_RESULTS) {
+        return json(res, 400, { error: `limit must be an integer from 1 to ${MAX_RESULTS}` });
+      }
+      let since: Date | undefined;
+      if (sinceText !== null) {
+        since = /^\d+(\.\d+)?$/.test(sinceText) ? new Date(Number(sinceText) * 1000) : new Date(sinceText);
+        if (Number.isNaN(since.getTime())) return json(res, 400, { error: 'since must be an ISO 8601 time or Unix seconds' });
+      }
+      return json(res, 200, readRecords(deps.recordsDir, { limit, ...(since ? { since } : {}) }));
+    }
+    case '/':
+      return send(
+        res,
+        200,
+        'text/html; charset=utf-8',
+        renderStatusPage({ vantage: deps.vantage, version: VERSION, startedAt: deps.startedAt, targets: deps.status.list() }),
+      );
+    default:
+      return send(res, 404, 'text/plain', 'not found\n');
+  }
+}
+
+function authorized(req: IncomingMessage, token: string): boolean {
+  const header = req.headers.authorization ?? '';
+  const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7) : '');
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  send(res, status, 'application/json', JSON.stringify(body) + '\n');
+}
+
+function send(res: ServerResponse, status: number, type: string, body: string): void {
+  res.writeHead(status, { 'Content-Type': type, 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' });
+  res.end(body);
+}

@@ -1,0 +1,186 @@
+import { mkdirSync, readdirSync, statSync, unlinkSync, readFileSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ProbeResult } from '../result.js';
+
+export interface RecordsOptions {
+  dir: string;
+  maxFileBytes: number;
+  maxTotalBytes: number;
+  /** Results waiting to be written; past this they are dropped and counted, never blocking probes. */
+  queueLength: number;
+  onDrop?(count: number): void;
+  onError?(err: unknown): void;
+  now?: () => Date;
+}
+
+const FILE_PATTERN = /^callprobe-(\d{8})-(\d{4})\.jsonl$/;
+
+/**
+ * One JSON line per ProbeResult under `dir`, in files rotated by size and by UTC day, the total
+ * capped by deleting the oldest files first: months unattended never fill a disk. Writes are
+ * queued and appended in batches; a slow disk costs queued results (counted), never a probe.
+ */
+export class RecordWriter {
+  private queue: string[] = [];
+  private handle: FileHandle | null = null;
+  private current: { name: string; day: string; bytes: number } | null = null;
+  private writing: Promise<void> | null = null;
+  private readonly now: () => Date;
+
+  constructor(private readonly options: RecordsOptions) {
+    this.now = options.now ?? (() => new Date());
+    mkdirSync(options.dir, { recursive: true, mode: 0o750 });
+  }
+
+  /** Queues one result; returns false (and counts a drop) when the queue is full. */
+  write(result: ProbeResult): boolean {
+    if (this.queue.length >= this.options.queueLength) {
+      this.options.onDrop?.(1);
+      return false;
+    }
+    this.queue.push(JSON.stringify(result) + '\n');
+    this.kick();
+    return true;
+  }
+
+  /** Resolves when everything queued so far is on disk. */
+  async flush(): Promise<void> {
+    while (this.writing || this.queue.length > 0) {
+      this.kick();
+      await this.writing;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    await this.handle?.close();
+    this.handle = null;
+    this.current = null;
+  }
+
+  private kick(): void {
+    if (this.writing || this.queue.length === 0) return;
+    this.writing = this.drain()
+      .catch((err) => this.options.onError?.(err))
+      .finally(() => {
+        this.writing = null;
+        if (this.queue.length > 0) this.kick();
+      });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch: string[] = [];
+      let bytes = 0;
+      // One batch never crosses a rotation boundary by more than one line.
+      while (this.queue.length > 0 && bytes < 256 * 1024) {
+        const line = this.queue.shift()!;
+        batch.push(line);
+        bytes += Buffer.byteLength(line);
+      }
+      await this.ensureFile(bytes);
+      await this.handle!.appendFile(batch.join(''));
+      this.current!.bytes += bytes;
+    }
+  }
+
+  private async ensureFile(incoming: number): Promise<void> {
+    const day = utcDay(this.now());
+    const c = this.current;
+    if (c && c.day === day && (c.bytes === 0 || c.bytes + incoming <= this.options.maxFileBytes)) return;
+    await this.handle?.close();
+    const name = this.nextName(day);
+    this.handle = await open(join(this.options.dir, name), 'a', 0o640);
+    this.current = { name, day, bytes: (await this.handle.stat()).size };
+    enforceTotal(this.options.dir, this.options.maxTotalBytes, name);
+  }
+
+  private nextName(day: string): string {
+    const seqs = listRecordFiles(this.options.dir)
+      .filter((f) => f.day === day)
+      .map((f) => f.seq);
+    const last = seqs.length > 0 ? Math.max(...seqs) : -1;
+    // Continue the newest file of the day after a restart if it still has room.
+    if (last >= 0 && !this.current) {
+      const name = fileName(day, last);
+      if (statSync(join(this.options.dir, name)).size < this.options.maxFileBytes) return name;
+    }
+    return fileName(day, last + 1);
+  }
+}
+
+interface RecordFile {
+  name: string;
+  day: string;
+  seq: number;
+}
+
+export function listRecordFiles(dir: string): RecordFile[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names
+    .map((name) => {
+      const m = FILE_PATTERN.exec(name);
+      return m ? { name, day: m[1]!, seq: Number(m[2]) } : null;
+    })
+    .filter((f): f is RecordFile => f !== null)
+    .sort((a, b) => (a.day === b.day ? a.seq - b.seq : a.day < b.day ? -1 : 1));
+}
+
+/** Deletes the oldest files until the total is under the cap; the file being written is kept. */
+function enforceTotal(dir: string, maxTotalBytes: number, keep: string): void {
+  const files = listRecordFiles(dir).map((f) => ({ ...f, size: statSync(join(dir, f.name)).size }));
+  let total = files.reduce((sum, f) => sum + f.size, 0);
+  for (const f of files) {
+    if (total <= maxTotalBytes || f.name === keep) break;
+    unlinkSync(join(dir, f.name));
+    total -= f.size;
+  }
+}
+
+function fileName(day: string, seq: number): string {
+  return `callprobe-${day}-${String(seq).padStart(4, '0')}.jsonl`;
+}
+
+function utcDay(d: Date): string {
+  return d.toISOString().slice(0, 10).replaceAll('-', '');
+}
+
+export interface ReadOptions {
+  /** Only results that started at or after this time. */
+  since?: Date;
+  /** At most this many, the newest ones. */
+  limit: number;
+}
+
+/**
+ * Reads results back, newest last. A torn line (a crash mid-write) or any line that does not
+ * parse is skipped, never fatal. Reads from the newest file backwards and stops at `limit`.
+ */
+export function readRecords(dir: string, { since, limit }: ReadOptions): ProbeResult[] {
+  const out: ProbeResult[] = [];
+  const files = listRecordFiles(dir).reverse();
+  for (const f of files) {
+    if (since && f.day < utcDay(since)) break;
+    const lines = readFileSync(join(dir, f.name), 'utf8').split('\n');
+    for (let i = lines.length - 1; i >= 0 && out.length < limit; i--) {
+      const line = lines[i]!;
+      if (line.length === 0) continue;
+      let result: ProbeResult;
+      try {
+        result = JSON.parse(line) as ProbeResult;
+      } catch {
+        continue;
+      }
+      if (since && Date.parse(result.startedAt) < since.getTime()) continue;
+      out.push(result);
+    }
+    if (out.length >= limit) break;
+  }
+  return out.reverse();
+}
