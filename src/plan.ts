@@ -74,7 +74,9 @@ export function buildPlan(config: Config, configFile: string | null): Plan {
     seenServices.set(catalogue.service, file);
   }
   const known = catalogues.filter((c) => !c.catalogue.control).map((c) => c.catalogue.service);
-  (config.services ?? []).forEach((s, i) => {
+  // A catalogue that failed to load would make its service look unknown: judge names only when all loaded.
+  const allLoaded = catalogues.length === files.length;
+  (allLoaded ? (config.services ?? []) : []).forEach((s, i) => {
     if (!known.includes(s)) problems.push(`${where(['services', i])}: services[${i}]: unknown service "${s}" (known: ${known.join(', ') || 'none'})`);
   });
 

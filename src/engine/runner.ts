@@ -141,8 +141,9 @@ function classifyPhaseError(err: unknown, ctx: PhaseContext, deps: RunnerDeps, s
     return 'internal_error';
   }
   const c = classify(err);
-  Object.assign(ctx.evidence, c.evidence);
   ctx.evidence.error = c.error;
+  // What the failure itself carries (a raw TLS code, a denied address) is more precise.
+  Object.assign(ctx.evidence, c.evidence);
   if (c.code === 'unknown_failure') deps.log.warn({ err, probe: spec.id }, 'unmapped failure: add it to failure.ts');
   return c.code;
 }

@@ -1,0 +1,88 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLabCa, type LabCa } from '../lab/ca.js';
+import { tcpServer, tlsServer, type Running } from '../helpers/servers.js';
+import { runOnce, specFor } from '../helpers/spec.js';
+
+describe('tls phase on loopback', () => {
+  let dir: string;
+  let ca: LabCa;
+  let good: Running;
+  let wrongName: Running;
+  let expired: Running;
+  const servers: Running[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'callprobe-tls-'));
+    ca = await createLabCa(join(dir, 'ca'));
+    const cert = await ca.issue(['tls.lab.test'], { ips: ['127.0.0.1'] });
+    const other = await ca.issue(['other.lab.test']);
+    const old = await ca.issue(['tls.lab.test'], { expired: true });
+    good = await tlsServer({ cert: cert.certPem, key: cert.keyPem, alpn: ['h2', 'http/1.1'] });
+    wrongName = await tlsServer({ cert: other.certPem, key: other.keyPem });
+    expired = await tlsServer({ cert: old.certPem, key: old.keyPem });
+    servers.push(good, wrongName, expired);
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => s.close()));
+    await ca.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const tlsSpec = (port: number, params: Record<string, unknown> = {}) =>
+    specFor({ endpoint: { host: '127.0.0.1', port, sni: 'tls.lab.test' }, phases: ['tcp', { tls: params }] });
+
+  it('completes the handshake with the lab CA and records the certificate and ALPN', async () => {
+    const run = await runOnce(tlsSpec(good.port, { alpn: ['h2'] }), { settings: { extraCa: [ca.caCertPem] } });
+    expect(run.failure).toBeNull();
+    const tls = run.phases[1]!;
+    expect(tls).toMatchObject({ phase: 'tls', transport: 'tls', ok: true });
+    expect(tls.evidence).toMatchObject({ sni: 'tls.lab.test', alpn: 'h2', protocol: 'TLSv1.3' });
+    expect(tls.evidence.certificate).toMatchObject({ subject: 'tls.lab.test', issuer: expect.stringContaining('callprobe') });
+    expect(tls.evidence.bytesSent).toBeGreaterThan(200);
+    expect(tls.evidence.bytesReceived).toBeGreaterThan(500);
+  });
+
+  it('reports a certificate for another name as ssl_invalid_hostname, with the certificate', async () => {
+    const run = await runOnce(tlsSpec(wrongName.port), { settings: { extraCa: [ca.caCertPem] } });
+    expect(run.failure).toBe('ssl_invalid_hostname');
+    expect(run.failedPhase).toBe('tls');
+    expect(run.phases[1]!.evidence.error).toBe('ERR_TLS_CERT_ALTNAME_INVALID');
+    expect(run.phases[1]!.evidence.certificate).toMatchObject({ subject: 'other.lab.test' });
+  });
+
+  it('reports an unknown CA as ssl_unknown_authority', async () => {
+    const run = await runOnce(tlsSpec(good.port));
+    expect(run.failure).toBe('ssl_unknown_authority');
+    expect(run.phases[1]!.evidence.error).toBe('UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+  });
+
+  it('reports an expired certificate as ssl_invalid_certificate', async () => {
+    const run = await runOnce(tlsSpec(expired.port), { settings: { extraCa: [ca.caCertPem] } });
+    expect(run.failure).toBe('ssl_invalid_certificate');
+    expect(run.phases[1]!.evidence.error).toBe('CERT_HAS_EXPIRED');
+  });
+
+  it.each([
+    ['rst', 'connection_reset'],
+    ['fin', 'eof_error'],
+    ['silent', 'generic_timeout_error'],
+  ] as const)('a server that answers the ClientHello with %s gives %s at tls', async (behaviour, code) => {
+    const server = await tcpServer(behaviour);
+    try {
+      const spec = specFor({ endpoint: { host: '127.0.0.1', port: server.port, sni: 'tls.lab.test' }, phases: ['tcp', 'tls'], timeoutMs: 500 });
+      const run = await runOnce(spec);
+      expect(run.failure).toBe(code);
+      expect(run.failedPhase).toBe('tls');
+      expect(run.phases[0]!.ok).toBe(true);
+      const hello = Buffer.concat(server.received);
+      expect(hello[0]).toBe(0x16); // TLS handshake record: the ClientHello really left
+      expect(run.phases[1]!.evidence.bytesSent).toBe(hello.length);
+      expect(run.phases[1]!.evidence.bytesReceived).toBe(0);
+    } finally {
+      await server.close();
+    }
+  });
+});
