@@ -97,7 +97,7 @@ export function buildPlan(config: Config, configFile: string | null): Plan {
 
   const resolverText = config.dns.resolver === 'system' ? systemResolver() : config.dns.resolver;
   const resolverAddr = resolverText ? parseHostPort(resolverText, 53) : null;
-  if (config.dns.resolver !== 'system' && (!resolverAddr || isIP(resolverAddr.host) === 0)) {
+  if (config.dns.resolver !== 'system' && (!resolverAddr || isIP(resolverAddr.host) === 0 || resolverAddr.port === 0)) {
     problems.push(`${where(['dns', 'resolver'])}: dns.resolver: must be "system" or an IP address with an optional port`);
   }
   const extraCa: string[] = [];

@@ -47,7 +47,7 @@ export function parseHostPort(text: string, defaultPort: number): { host: string
   const colon = text.lastIndexOf(':');
   if (colon !== -1 && text.indexOf(':') === colon) {
     const port = Number(text.slice(colon + 1));
-    if (!Number.isInteger(port) || port < 1 || port > 65535) return null;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) return null;
     return { host: text.slice(0, colon), port };
   }
   if (text.includes(':')) return { host: text, port: defaultPort }; // a bare IPv6 literal

@@ -77,6 +77,8 @@ export interface StreamStats {
   readonly reordered: number;
   readonly bytesSent: number;
   readonly bytesReceived: number;
+  /** Sizes of the packets sent, bytes (rms: root mean square, for the throttle test). */
+  readonly sizeBytes: { readonly min: number; readonly mean: number; readonly max: number; readonly rms: number } | null;
   readonly bursts: {
     /** Runs of consecutive lost packets (in sequence order). */
     readonly count: number;
@@ -140,6 +142,15 @@ export function computeStreamStats(sentInput: readonly SentPacket[], receivedInp
   const startMs = sent.reduce((m, s) => Math.min(m, s.sendTimeMs), Number.POSITIVE_INFINITY);
   const lastSendMs = sent.reduce((m, s) => Math.max(m, s.sendTimeMs), Number.NEGATIVE_INFINITY);
   const bytesSent = sent.reduce((n, s) => n + s.size, 0);
+  const sizeBytes =
+    sent.length === 0
+      ? null
+      : {
+          min: sent.reduce((m, s) => Math.min(m, s.size), Number.POSITIVE_INFINITY),
+          mean: bytesSent / sent.length,
+          max: sent.reduce((m, s) => Math.max(m, s.size), 0),
+          rms: Math.sqrt(sent.reduce((n, s) => n + s.size * s.size, 0) / sent.length),
+        };
 
   // Arrival order is receive-time order; ties keep the order given.
   const arrivals = receivedInput.map((r, i) => ({ r, i })).sort((a, b) => a.r.recvTimeMs - b.r.recvTimeMs || a.i - b.i).map((x) => x.r);
@@ -228,6 +239,7 @@ export function computeStreamStats(sentInput: readonly SentPacket[], receivedInp
     reordered,
     bytesSent,
     bytesReceived,
+    sizeBytes,
     bursts: { count: burstCount, max: burstMax, mean: burstMean, histogram },
     burstRatio,
     jitterMs: interarrivalJitter(firstCopies),
@@ -338,8 +350,8 @@ export interface ThrottleOptions {
   /** Delivered bytes at most this fraction of sent bytes over the steady bins. Default 0.8. */
   readonly maxDeliveredRatio?: number;
   /**
-   * Per-bin delivered packet counts at most this dispersion relative to independent random loss
-   * at the same overall rate (1 ≈ random loss, 0 = the same count every bin). Default 0.25.
+   * Per-bin delivered bytes at most this dispersion relative to independent random loss at the
+   * same overall rate (1 ≈ random loss, 0 = the same amount every bin). Default 0.25.
    */
   readonly maxDispersion?: number;
   /** At least this many steady bins to judge. Default 3. */
@@ -350,7 +362,11 @@ export interface ThrottleResult {
   readonly throttled: boolean;
   readonly bins: number;
   readonly deliveredRatio: number;
-  /** Σ(d_i − n_i·p)² / Σ n_i·p·(1 − p): 1 for binomial (random) loss. */
+  /**
+   * Σ(D_i − q·S_i)² / Σ q(1 − q)·n_i·rms²: observed over expected variance of the bytes D_i
+   * delivered in bin i (S_i sent in n_i packets, q the delivered fraction of bytes), where the
+   * expectation is for packets lost independently with probability 1 − q. ≈ 1 for random loss.
+   */
   readonly dispersion: number;
   /** Over the steady bins, per second. */
   readonly sentRateBps: number;
@@ -362,10 +378,10 @@ export const DEFAULT_THROTTLE: Required<ThrottleOptions> = { maxDeliveredRatio: 
 /**
  * The delivered rate is capped well below the sent rate. Judged on the steady bins (not the
  * first or last, which are partial, and none after the last arrival, which belong to a
- * cut-off): delivered bytes ≤ maxDeliveredRatio of sent bytes, and the delivered packet count
- * per bin is steady (dispersion ≤ maxDispersion). The second condition is what tells a rate
- * limiter (a token bucket lets the same amount through every second) from random loss of the
- * same average, whose per-bin counts vary binomially.
+ * cut-off): delivered bytes ≤ maxDeliveredRatio of sent bytes, and the bytes delivered per bin
+ * are steady (dispersion ≤ maxDispersion). The second condition is what tells a rate limiter
+ * (a token bucket, in packets or in bytes, lets the same amount through every second) from
+ * random loss of the same average, whose per-bin amounts vary binomially.
  */
 export function detectThrottle(stats: StreamStats, opts: ThrottleOptions = {}): ThrottleResult | null {
   const o = { ...DEFAULT_THROTTLE, ...opts };
@@ -378,9 +394,12 @@ export function detectThrottle(stats: StreamStats, opts: ThrottleOptions = {}): 
   const sentBytes = steady.reduce((n, b) => n + b.sentBytes, 0);
   const gotBytes = steady.reduce((n, b) => n + b.receivedBytes, 0);
   if (sentPackets === 0 || sentBytes === 0) return null;
-  const p = Math.min(1, gotPackets / sentPackets);
-  const expectedVar = steady.reduce((v, b) => v + b.sentPackets * p * (1 - p), 0);
-  const observed = steady.reduce((v, b) => v + (b.receivedPackets - b.sentPackets * p) ** 2, 0);
+  // The delivered fraction by bytes: a byte bucket favours small packets, so the packet fraction
+  // would misstate the amount a bin should carry.
+  const q = Math.min(1, gotBytes / sentBytes);
+  const rms2 = (stats.sizeBytes?.rms ?? 0) ** 2;
+  const expectedVar = steady.reduce((v, b) => v + b.sentPackets * q * (1 - q) * rms2, 0);
+  const observed = steady.reduce((v, b) => v + (b.receivedBytes - b.sentBytes * q) ** 2, 0);
   const dispersion = expectedVar > 0 ? observed / expectedVar : Number.POSITIVE_INFINITY;
   const deliveredRatio = gotBytes / sentBytes;
   const seconds = (steady.length * binMs) / 1000;

@@ -56,6 +56,7 @@ import { malformed, mismatch } from './errors.js';
 import { encodeRtp } from './rtp.js';
 import { buildMessage, MAGIC_COOKIE } from './stun.js';
 import { ATTR, xorPeerAddress } from './stun-attributes.js';
+import { METHOD } from './turn.js';
 
 export const SERVICE_SHAPES = ['whatsapp', 'telegram', 'rtp', 'stun'] as const;
 export type ServiceShape = (typeof SERVICE_SHAPES)[number];
@@ -112,14 +113,14 @@ const PT_WHATSAPP_AUDIO = 120;
 const WHATSAPP_EXTENSION_PROFILE = 0xdebe;
 const WHATSAPP_TS_PER_FRAME = 320;
 /**
- * libtgvoip VoIPController::SendPacket: to a relay, `peerTag` (16 bytes) first, then the 16-byte
- * msg_key, then AES-IGE ciphertext (whole 16-byte blocks).
+ * libtgvoip (grishka/libtgvoip, also vendored in Telegram's apps) VoIPController.cpp,
+ * VoIPController::SendPacket: to a relay, `peerTag` (16 bytes) first, then the 16-byte msg_key,
+ * then AES-IGE ciphertext (whole 16-byte blocks). Protocol versions before 8 put an 8-byte key
+ * fingerprint before msg_key; current clients do not.
  */
 const TG_PEER_TAG_LENGTH = 16;
 const TG_MSG_KEY_LENGTH = 16;
 const AES_BLOCK = 16;
-/** RFC 8656 §17: the Send method; sent as an indication (RFC 8656 §11.1). */
-const METHOD_SEND = 0x006;
 /** RFC 8489 §5: header; RFC 8656 §18.3: XOR-PEER-ADDRESS (IPv4) is 4 + 8 bytes; DATA header 4. */
 const STUN_OVERHEAD = 20 + 12 + 4;
 
@@ -300,7 +301,7 @@ function buildShape(shape: ServiceShape, flow: FlowConstants, seq: number, paylo
       const transactionId = Buffer.from(rng(12));
       // DATA's value is whole 4-byte words, so no padding follows it and the trailer ends the message.
       return buildMessage({
-        method: METHOD_SEND,
+        method: METHOD.SEND, // RFC 8656 §11.1: a Send indication carries data to a peer
         class: 'indication',
         transactionId,
         attributes: [xorPeerAddress(flow.stunPeer), { type: ATTR.DATA, value: payload(roundUp(payloadSize, 4)) }],

@@ -14,8 +14,9 @@
  *   without fetch_end) nor gramjs (MTProtoPlainSender.js) checks where the object ends.
  * - A declared length larger than the body received is tolerated and reported (`declaredLength`,
  *   `bodyLength`): the official samples-auth_key page shows resPQ dumps whose length field claims
- *   more than the 80-byte body shown (0x90, 0xA8... depending on the snapshot), most likely because
- *   the page cuts the server's padding. tdlib and gramjs ignore the field as well.
+ *   more than the 80-byte body shown (0x70, 0x74, 0x78, 0x84, 0x90 in snapshots from 2023-2024; one
+ *   snapshot has a matching 0x50), most likely because the page cuts the server's padding. tdlib
+ *   and gramjs ignore the field as well.
  * - A declared length smaller than the object it carries is `proto_malformed`: the message would
  *   end inside its own object, which no server produces.
  */

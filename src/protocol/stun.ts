@@ -298,7 +298,9 @@ export function findAttributes(msg: StunMessage, type: number): RawAttr[] {
 /**
  * Check MESSAGE-INTEGRITY and MESSAGE-INTEGRITY-SHA256 with `key` (short-term: the password;
  * long-term: `longTermKey` in turn.ts). True only when at least one is present and every one
- * present matches. `raw` defaults to the bytes the message was parsed from.
+ * present matches. `raw` defaults to the bytes the message was parsed from. RFC 3489's own
+ * MESSAGE-INTEGRITY (over a prefix zero-padded to 64 bytes, §11.2.8) is not supported: no
+ * classic server a probe meets uses it.
  */
 export function verifyIntegrity(msg: StunMessage, key: Uint8Array, raw: Uint8Array = msg.raw): boolean {
   const bytes = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);

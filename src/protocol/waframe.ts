@@ -56,8 +56,10 @@ export interface FrameDecoderOptions {
 
 /**
  * Streaming decoder: feed it chunks as they arrive; it returns each complete frame once. Memory
- * stays bounded by the limit: a declared length above it fails at once, before its body is
- * buffered. After a failure the decoder stays failed, so a caller cannot read past bad framing.
+ * stays bounded by the limit: a declared length above it fails as soon as its 3 bytes are in,
+ * before any of its body is buffered (if the same chunk completed earlier frames, those are
+ * returned first and the failure comes with the next call). After a failure the decoder stays
+ * failed, so a caller cannot read past bad framing.
  */
 export class FrameDecoder {
   readonly maxFrameSize: number;
@@ -115,6 +117,8 @@ export class FrameDecoder {
           lengthHex: Buffer.from(data.subarray(offset, offset + FRAME_LENGTH_BYTES)).toString('hex'),
         });
         this.pending = new Uint8Array(0);
+        // Frames completed before the bad length are good: hand them over, fail on the next call.
+        if (frames.length > 0) return frames;
         throw this.failure;
       }
       if (data.length - offset - FRAME_LENGTH_BYTES < length) break;

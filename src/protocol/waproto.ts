@@ -6,7 +6,6 @@
  * with Baileys `WAProto/WAProto.proto` (checked 2026 against both repositories). Fields this probe
  * never sends or reads (post-quantum extensions, padding) are not modelled: the decoder skips them.
  */
-import { malformed } from './errors.js';
 import { decodeMessage, encodeMessage, type ProtoMessage } from './protobuf.js';
 
 // HandshakeMessage (WAWebProtobufsWa6.proto)
@@ -172,12 +171,6 @@ export function decodeCertDetails(bytes: Uint8Array): CertDetails {
     notBefore: m.uint64(DETAILS_NOT_BEFORE, 'details.notBefore'),
     notAfter: m.uint64(DETAILS_NOT_AFTER, 'details.notAfter'),
   });
-}
-
-/** Requires a field to be present; a missing one is `proto_malformed` naming it. */
-export function required<T>(value: T | undefined, name: string): T {
-  if (value === undefined) throw malformed(`missing ${name}`, { field: name });
-  return value;
 }
 
 /** Absent optional fields stay absent (not `key: undefined`), so results compare and print cleanly. */

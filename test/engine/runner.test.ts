@@ -1,0 +1,88 @@
+import { z } from 'zod';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ProbeFailure } from '../../src/failure.js';
+import { PHASES } from '../../src/phases/index.js';
+import type { PhaseDefinition } from '../../src/phases/types.js';
+import { runOnce, specFor } from '../helpers/spec.js';
+
+/** Test-only phases, registered for this file and removed after it. */
+const testPhases: PhaseDefinition[] = [
+  {
+    name: 'test-bug',
+    params: z.object({}).strict(),
+    controlPhase: 'tcp',
+    needs: 'nothing',
+    async run(ctx) {
+      ctx.evidence.bytesSent = 3;
+      (undefined as unknown as { x: number }).x;
+    },
+  },
+  {
+    name: 'test-hang',
+    params: z.object({}).strict(),
+    controlPhase: 'tcp',
+    needs: 'nothing',
+    run(ctx) {
+      ctx.evidence.bytesSent = 7;
+      return new Promise(() => {}); // ignores its signal on purpose: the runner must not wait for it
+    },
+  },
+  {
+    name: 'test-mismatch',
+    params: z.object({}).strict(),
+    controlPhase: 'tcp',
+    needs: 'nothing',
+    async run() {
+      throw new ProbeFailure('proto_mismatch', 'nonce not echoed', { expected: 'aa', got: 'bb' });
+    },
+  },
+];
+
+describe('runner', () => {
+  beforeAll(() => {
+    for (const p of testPhases) (PHASES as Map<string, PhaseDefinition>).set(p.name, p);
+  });
+  afterAll(() => {
+    for (const p of testPhases) (PHASES as Map<string, PhaseDefinition>).delete(p.name);
+  });
+  const endpoint = { host: '127.0.0.1', port: 9 };
+
+  it('turns a programming error into internal_error and keeps the partial evidence', async () => {
+    const run = await runOnce(specFor({ endpoint, phases: ['test-bug', 'test-mismatch'] }));
+    expect(run.failure).toBe('internal_error');
+    expect(run.failedPhase).toBe('test-bug');
+    expect(run.phases[0]!.evidence.bytesSent).toBe(3);
+    expect(String(run.phases[0]!.evidence.error)).toMatch(/^TypeError: /);
+    expect(run.phases[1]).toEqual({ phase: 'test-mismatch', endpoint: '127.0.0.1:9', startedAt: 0, durationMs: 0, ok: false, failure: null, skipped: true, evidence: {} });
+  });
+
+  it('times a phase out at its own timeout even if the phase ignores its signal', async () => {
+    const spec = specFor({ endpoint, phases: ['test-hang'], timeoutMs: 150 });
+    const run = await runOnce(spec);
+    expect(run.failure).toBe('generic_timeout_error');
+    expect(run.phases[0]!.evidence).toMatchObject({ bytesSent: 7, timeoutMs: 150 });
+    expect(run.phases[0]!.durationMs).toBeGreaterThanOrEqual(149);
+  });
+
+  it('marks the running phase interrupted when the whole run is cancelled', async () => {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new ProbeFailure('interrupted', 'shutting down')), 50);
+    const run = await runOnce(specFor({ endpoint, phases: ['test-hang', 'test-mismatch'], timeoutMs: 5000 }), { signal: controller.signal });
+    expect(run.failure).toBe('interrupted');
+    expect(run.phases[0]!.evidence.error).toBe('shutting down');
+    expect(run.phases[1]!.skipped).toBe(true);
+  });
+
+  it('keeps a ProbeFailure code and its evidence', async () => {
+    const run = await runOnce(specFor({ endpoint, phases: ['test-mismatch'] }));
+    expect(run.failure).toBe('proto_mismatch');
+    expect(run.phases[0]!.evidence).toEqual({ error: 'nonce not echoed', expected: 'aa', got: 'bb' });
+  });
+
+  it('fills the result envelope', async () => {
+    const run = await runOnce(specFor({ endpoint, phases: ['test-mismatch'], service: 'telegram', target: 'dc2' }));
+    expect(run).toMatchObject({ schema: 1, software: { name: 'callprobe' }, vantage: { name: 'test' }, service: 'telegram', target: 'dc2' });
+    expect(run.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(Date.parse(run.startedAt)).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import type { RunRecord } from '../../src/engine/runner.js';
+import { ControlBoard } from '../../src/engine/verdict.js';
+import type { PhaseResult } from '../../src/result.js';
+
+const T0 = Date.parse('2026-11-22T10:00:00Z');
+
+function phase(name: string, ok: boolean, failure: string | null = null, skipped = false): PhaseResult {
+  return { phase: name, endpoint: 'x', startedAt: 0, durationMs: 1, ok, failure: failure as PhaseResult['failure'], ...(skipped ? { skipped: true as const } : {}), evidence: {} };
+}
+
+function run(target: string, phases: PhaseResult[], at = T0): RunRecord {
+  const failed = phases.find((p) => !p.ok && !p.skipped);
+  return {
+    schema: 1,
+    id: target,
+    software: { name: 'callprobe', version: 't' },
+    vantage: { name: 'v' },
+    service: 's',
+    target,
+    startedAt: new Date(at).toISOString(),
+    durationMs: 1,
+    phases,
+    failure: failed?.failure ?? null,
+    failedPhase: failed?.phase ?? null,
+  };
+}
+
+describe('verdicts against controls', () => {
+  const okControl = run('domestic', [phase('dns', true), phase('tcp', true), phase('tls', true)]);
+  const downControl = run('domestic', [phase('dns', true), phase('tcp', false, 'generic_timeout_error'), phase('tls', false, null, true)]);
+
+  it('is blocked when the control of the same phase succeeded', () => {
+    const board = new ControlBoard(600_000);
+    board.record(okControl);
+    const r = board.judge(run('dc2', [phase('tcp', false, 'generic_timeout_error')]), false, T0 + 1000);
+    expect(r.verdict).toBe('blocked');
+    expect(r.control).toEqual({ target: 'domestic', phase: 'tcp', ok: true, startedAt: '2026-11-22T10:00:00.000Z' });
+  });
+
+  it('is error when the control of that phase failed too', () => {
+    const board = new ControlBoard(600_000);
+    board.record(downControl);
+    const r = board.judge(run('dc2', [phase('tcp', false, 'generic_timeout_error')]), false, T0 + 1000);
+    expect(r.verdict).toBe('error');
+    expect(r.control).toMatchObject({ target: 'domestic', phase: 'tcp', ok: false });
+  });
+
+  it('never counts a skipped control phase', () => {
+    const board = new ControlBoard(600_000);
+    board.record(downControl);
+    expect(board.judge(run('t', [phase('tls', false, 'connection_reset')]), false, T0).verdict).toBe('error');
+  });
+
+  it('maps a protocol phase to the control of the transport under it (websocket -> tls)', () => {
+    const board = new ControlBoard(600_000);
+    board.record(okControl);
+    const r = board.judge(run('ws', [phase('tcp', true), phase('tls', true), phase('websocket', false, 'ws_bad_status')]), false, T0);
+    expect(r.verdict).toBe('blocked');
+    expect(r.control!.phase).toBe('tls');
+  });
+
+  it('is error when the control is stale, or there is none', () => {
+    const board = new ControlBoard(600_000);
+    board.record(okControl);
+    expect(board.judge(run('dc2', [phase('tcp', false, 'connection_reset')]), false, T0 + 600_001).verdict).toBe('error');
+    expect(new ControlBoard(1).judge(run('dc2', [phase('tcp', false, 'connection_reset')]), false, T0)).toMatchObject({ verdict: 'error', control: null });
+  });
+
+  it('is degraded for media codes and ok without failure', () => {
+    const board = new ControlBoard(600_000);
+    expect(board.judge(run('m', [phase('media', false, 'media_degraded')]), false, T0).verdict).toBe('degraded');
+    expect(board.judge(run('m', [phase('tcp', true)]), false, T0)).toMatchObject({ verdict: 'ok', control: null });
+  });
+
+  it('says nothing about the network for our own refusals and bugs', () => {
+    const board = new ControlBoard(600_000);
+    board.record(okControl);
+    expect(board.judge(run('x', [phase('tcp', false, 'policy_denied')]), false, T0).verdict).toBe('error');
+    expect(board.judge(run('x', [phase('tcp', false, 'internal_error')]), false, T0).verdict).toBe('error');
+  });
+
+  it('gives a failing control the verdict error', () => {
+    const board = new ControlBoard(600_000);
+    expect(board.judge(downControl, true, T0).verdict).toBe('error');
+  });
+});

@@ -1,0 +1,50 @@
+import { execFileSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { Metrics } from '../../src/sinks/metrics.js';
+import { result } from '../helpers/results.js';
+import { specFor } from '../helpers/spec.js';
+
+describe('Prometheus metrics', () => {
+  it('creates the series of the plan up front, at zero', async () => {
+    const m = new Metrics('lab');
+    m.declare([specFor({ endpoint: { host: '198.18.2.2', port: 443 }, phases: ['tcp'], service: 'telegram', target: 'dc2' })]);
+    const text = await m.registry.metrics();
+    expect(text).toContain('callprobe_probe_runs_total{service="telegram",target="dc2"} 0');
+    expect(text).toContain('callprobe_probe_verdict{service="telegram",target="dc2",verdict="blocked"} 0');
+    expect(text).toContain('callprobe_records_dropped_total 0');
+    expect(text).toMatch(/callprobe_build_info\{version="[^"]+",vantage="lab"\} 1/);
+  });
+
+  it('counts runs and failures with bounded labels and exact values', async () => {
+    const m = new Metrics('lab');
+    m.observe(result());
+    m.observe(
+      result({ verdict: 'blocked', failure: 'connection_reset', failedPhase: 'tls', startedAt: '2026-11-22T10:05:00.000Z' }, [
+        { phase: 'tcp', endpoint: '198.18.2.2:443', startedAt: 0, durationMs: 2, ok: true, failure: null, evidence: {} },
+        { phase: 'tls', endpoint: '198.18.2.2:443', startedAt: 2, durationMs: 40, ok: false, failure: 'connection_reset', evidence: {} },
+        { phase: 'websocket', endpoint: '198.18.2.2:443', startedAt: 0, durationMs: 0, ok: false, failure: null, skipped: true, evidence: {} },
+      ]),
+    );
+    const text = await m.registry.metrics();
+    expect(text).toContain('callprobe_probe_runs_total{service="telegram",target="dc2"} 2');
+    expect(text).toContain('callprobe_probe_failures_total{service="telegram",target="dc2",phase="tls",code="connection_reset"} 1');
+    expect(text).toContain('callprobe_phase_success{service="telegram",target="dc2",phase="tls"} 0');
+    expect(text).toContain('callprobe_phase_success{service="telegram",target="dc2",phase="tcp"} 1');
+    expect(text).not.toContain('phase="websocket"');
+    expect(text).toContain('callprobe_phase_duration_seconds_bucket{le="0.05",service="telegram",phase="tls"} 1');
+    expect(text).toContain('callprobe_phase_duration_seconds_count{service="telegram",phase="tcp"} 2');
+    expect(text).toContain('callprobe_probe_last_run_timestamp_seconds{service="telegram",target="dc2"} 1795341900');
+    expect(text).toContain('callprobe_probe_last_success_timestamp_seconds{service="telegram",target="dc2"} 1795341600');
+    expect(text).toContain('callprobe_probe_verdict{service="telegram",target="dc2",verdict="blocked"} 1');
+    expect(text).toContain('callprobe_probe_verdict{service="telegram",target="dc2",verdict="ok"} 0');
+  });
+
+  it('passes promtool check metrics without a lint problem', async () => {
+    const m = new Metrics('lab');
+    m.declare([specFor({ endpoint: { host: '198.18.2.2', port: 443 }, phases: ['tcp'], service: 'telegram', target: 'dc2' })]);
+    m.observe(result());
+    const text = await m.registry.metrics();
+    const out = execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    expect(out).toBe('');
+  });
+});
