@@ -1,8 +1,16 @@
-import { checkServerIdentity, connect, rootCertificates, type PeerCertificate, type TLSSocket } from 'node:tls';
+import {
+  checkServerIdentity,
+  connect,
+  createSecureContext,
+  rootCertificates,
+  type PeerCertificate,
+  type SecureContext,
+  type TLSSocket,
+} from 'node:tls';
 import { z } from 'zod';
 import { ProbeFailure, classify } from '../failure.js';
 import { isIpLiteral } from '../engine/guard.js';
-import type { PhaseDefinition } from './types.js';
+import type { PhaseDefinition, PhaseSettings } from './types.js';
 
 const params = z
   .object({
@@ -39,7 +47,7 @@ export const tlsPhase: PhaseDefinition<typeof params> = {
       socket: tcp,
       servername,
       ALPNProtocols: ctx.params.alpn,
-      ca: [...rootCertificates, ...ctx.settings.extraCa],
+      secureContext: secureContextFor(ctx.settings),
       rejectUnauthorized: false,
     });
     ctx.state.cleanups.push(() => socket.destroy());
@@ -69,6 +77,20 @@ export const tlsPhase: PhaseDefinition<typeof params> = {
     }
   },
 };
+
+/**
+ * Parsing the CA store costs far more than a handshake (about 140 roots), so it is done once per
+ * plan, not per connection: the settings object is replaced on reload, which drops the cache.
+ */
+const contexts = new WeakMap<PhaseSettings, SecureContext>();
+function secureContextFor(settings: PhaseSettings): SecureContext {
+  let context = contexts.get(settings);
+  if (!context) {
+    context = createSecureContext({ ca: [...rootCertificates, ...settings.extraCa] });
+    contexts.set(settings, context);
+  }
+  return context;
+}
 
 function handshake(socket: TLSSocket, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -1,0 +1,36 @@
+import { createLab, isRoot } from '../test/lab/index.js';
+import { benchProbes } from './probes.js';
+
+/**
+ * `npm run bench`: speed and memory as ratios against a peer measured in the same run, on lab
+ * targets only (network namespaces on 198.18.0.0/15; needs root). Absolute numbers vary with the
+ * machine; the ratios are what to compare across runs.
+ */
+async function main(): Promise<void> {
+  if (!isRoot()) {
+    console.error('npm run bench needs root: it builds a lab of network namespaces (run it with sudo).');
+    process.exit(2);
+  }
+  const lab = await createLab();
+  try {
+    const rows = await benchProbes(lab, { tcpCount: Number(process.env.BENCH_TCP ?? 3000), tlsCount: Number(process.env.BENCH_TLS ?? 1000), concurrency: 8 });
+    console.log('\nTCP-connect and TLS-handshake probes (lab, same targets, concurrency 8)');
+    console.log('kind  tool               probes  failures  cpu-s    probes/cpu-s  peak RSS MiB');
+    for (const r of rows) {
+      console.log(
+        `${r.kind.padEnd(5)} ${r.tool.padEnd(18)} ${String(r.probes).padStart(6)}  ${String(r.failures).padStart(8)}  ${r.cpuSeconds.toFixed(2).padStart(6)}  ${r.probesPerCpuSecond.toFixed(0).padStart(12)}  ${r.peakRssMiB.toFixed(1).padStart(12)}`,
+      );
+    }
+    for (const kind of ['tcp', 'tls'] as const) {
+      const cp = rows.find((r) => r.kind === kind && r.tool === 'callprobe')!;
+      const bb = rows.find((r) => r.kind === kind && r.tool === 'blackbox_exporter')!;
+      console.log(
+        `ratio ${kind}: callprobe/blackbox_exporter probes per CPU-second = ${(cp.probesPerCpuSecond / bb.probesPerCpuSecond).toFixed(2)}, peak RSS = ${(cp.peakRssMiB / bb.peakRssMiB).toFixed(2)}`,
+      );
+    }
+  } finally {
+    await lab.destroy();
+  }
+}
+
+await main();
