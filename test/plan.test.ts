@@ -23,9 +23,11 @@ describe('the embedded plan (computed only: real addresses are never contacted i
     expect(ws.endpoint).toEqual({ host: 'web.whatsapp.com', port: 443, url: 'wss://web.whatsapp.com/ws/chat' });
     expect(ws.phases[3]!.params).toEqual({ origin: 'https://web.whatsapp.com' });
   });
-  it('applies the default schedule', () => {
-    expect(plan.specs.every((s) => s.intervalMs === 300_000 && s.runDeadlineMs === 120_000)).toBe(true);
-    expect(plan.specs.every((s) => s.phases.every((p) => p.timeoutMs === 10_000))).toBe(true);
+  it('applies the default schedule where a target sets none', () => {
+    const yandex = plan.specs.find((s) => s.id === 'control/domestic-yandex')!;
+    expect(yandex.intervalMs).toBe(300_000);
+    expect(yandex.phases.every((p) => p.timeoutMs === 10_000)).toBe(true);
+    expect(plan.specs.every((s) => s.runDeadlineMs === 120_000)).toBe(true);
   });
   it('the example config is valid and means the defaults', () => {
     const example = loadPlan(join(import.meta.dirname, '..', 'config', 'callprobe.example.yaml'));
