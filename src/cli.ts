@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { ConfigError } from './config/loader.js';
-import { startDaemon } from './daemon.js';
+import { StartupError, startDaemon } from './daemon.js';
 import { Engine } from './engine/engine.js';
 import { createLogger, silentLogger } from './log.js';
 import { loadPlan, type Plan } from './plan.js';
@@ -113,6 +113,9 @@ main(process.argv.slice(2)).then(
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.problems.join('\n')}\n`);
       process.exitCode = 2;
+    } else if (err instanceof StartupError) {
+      process.stderr.write(`callprobe: ${err.message}\n`);
+      process.exitCode = 1;
     } else if (err instanceof UsageError) {
       process.stderr.write(`callprobe: ${err.message}\n\n${USAGE}\n`);
       process.exitCode = 2;

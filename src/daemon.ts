@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { ConfigError } from './config/loader.js';
+import { defaultDataDir } from './config/paths.js';
 import { parseHostPort } from './config/units.js';
 import { Engine } from './engine/engine.js';
 import { Scheduler } from './engine/scheduler.js';
@@ -23,6 +24,17 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
+/** The daemon could not start for a reason the volunteer can fix (a port in use, a directory). */
+export class StartupError extends Error {}
+
+function startupStep<T>(what: string, step: () => T): T {
+  try {
+    return step();
+  } catch (err) {
+    throw new StartupError(`cannot use ${what}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
 /**
  * `callprobe run`: plan, scheduler, sinks and the HTTP server. A bad config throws ConfigError
  * before anything starts. SIGHUP reloads (a bad new config keeps the old plan running); SIGTERM
@@ -33,8 +45,9 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
   const startedAt = new Date().toISOString();
   const metrics = new Metrics(plan.config.vantage.name);
   const status = new StatusBoard();
-  const recordsDir = join(plan.config.dataDir, 'records');
-  const records = new RecordWriter({
+  const dataDir = plan.config.dataDir ?? defaultDataDir();
+  const recordsDir = join(dataDir, 'records');
+  const records = startupStep(`records directory ${recordsDir}`, () => new RecordWriter({
     dir: recordsDir,
     ...plan.config.records,
     onDrop: (n) => {
@@ -45,7 +58,7 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
       metrics.recordsDropped.inc();
       log.error({ err }, 'writing records failed');
     },
-  });
+  }));
   const engine = new Engine(plan, log);
   const publish = (result: ProbeResult): void => {
     for (const [name, sink] of [
@@ -94,7 +107,11 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
   if (server) {
     const listen = parseHostPort(plan.config.http.listen, 9465)!;
     server.listen(listen.port, listen.host);
-    await once(server, 'listening');
+    try {
+      await once(server, 'listening');
+    } catch (err) {
+      throw new StartupError(`cannot listen on ${plan.config.http.listen} (http.listen): ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
     const a = server.address();
     address = a && typeof a === 'object' ? { host: a.address, port: a.port } : null;
     log.info({ listen: address }, 'http server listening');

@@ -129,6 +129,19 @@ safety: { allow: [127.0.0.0/8, "::1/128", 198.18.0.0/15] }
     expect(cli(['once', '--config', config, '--service', 'nope']).status).toBe(2);
   });
 
+  it('run: a port in use is a clear startup error, exit 1', async () => {
+    const taken = await tcpServer('echo');
+    try {
+      const file = join(dir, 'taken.yaml');
+      writeFileSync(file, configText('taken', 60).replace('127.0.0.1:0', `127.0.0.1:${taken.port}`));
+      const out = cli(['run', '--config', file]);
+      expect(out.status).toBe(1);
+      expect(out.stderr).toBe(`callprobe: cannot listen on 127.0.0.1:${taken.port} (http.listen): EADDRINUSE\n`);
+    } finally {
+      await taken.close();
+    }
+  });
+
   it('run: serves HTTP, writes records, reloads on SIGHUP (keeping the old config when the new one is bad), stops on SIGTERM', async () => {
     const daemon = spawn(process.execPath, [CLI, 'run', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
     const logs: Array<Record<string, unknown>> = [];
@@ -154,7 +167,8 @@ safety: { allow: [127.0.0.0/8, "::1/128", 198.18.0.0/15] }
       const base = `http://127.0.0.1:${port}`;
       expect((await fetch(`${base}/healthz`)).status).toBe(200);
       // Controls first, then services; wait until every target has run at least once.
-      await waitFor('probe finished', 3);
+      const probed = () => new Set(logs.filter((l) => l.msg === 'probe finished').map((l) => l.probe));
+      while (probed().size < 3) await waitFor('probe finished', logs.filter((l) => l.msg === 'probe finished').length + 1);
       const status = (await (await fetch(`${base}/api/status`)).json()) as { targets: Array<{ id: string; latest: ProbeResult | null }> };
       expect(status.targets.map((t) => t.id).sort()).toEqual(['control/local', 'loop/closed', 'loop/open']);
       const metrics = await (await fetch(`${base}/metrics`)).text();

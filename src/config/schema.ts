@@ -15,6 +15,56 @@ const name = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'must be lower-case letters, digits, "-", "_" or "." (at most 63), as it becomes a metric label');
 
+/** RFC 7065 §3: turn:host[:port][?transport=udp|tcp] and turns:host[:port][?transport=tcp]; default ports 3478 and 5349. */
+const TURN_URI = /^(turns?):(\[[0-9a-fA-F:.]+\]|[^:?\s\[\]]+)(?::(\d{1,5}))?(?:\?transport=(udp|tcp))?$/;
+
+export interface TurnServerAddress {
+  host: string;
+  port: number;
+  transport: 'udp' | 'tcp' | 'tls';
+}
+
+/** Where a `turn` config entry points: from its url, or from host/port/transport. Null when the url does not parse. */
+export function turnServerAddress(entry: { url?: string; host?: string; port?: number; transport?: 'udp' | 'tcp' | 'tls' }): TurnServerAddress | null {
+  if (entry.url === undefined) {
+    const transport = entry.transport ?? 'udp';
+    return { host: entry.host ?? '', port: entry.port ?? (transport === 'tls' ? 5349 : 3478), transport };
+  }
+  const m = TURN_URI.exec(entry.url);
+  if (!m || (m[1] === 'turns' && m[4] === 'udp')) return null; // turns over UDP would be DTLS, which callprobe does not speak
+  const transport = m[1] === 'turns' ? 'tls' : m[4] === 'tcp' ? 'tcp' : 'udp';
+  const port = m[3] ? Number(m[3]) : transport === 'tls' ? 5349 : 3478;
+  if (port < 1 || port > 65535) return null;
+  return { host: m[2]!.replace(/^\[|\]$/g, ''), port, transport };
+}
+
+const turnServer = z
+  .object({
+    name,
+    /** An RFC 7065 URI, e.g. turn:turn.example.org:3478?transport=tcp or turns:turn.example.org; or host/port/transport. */
+    url: z.string().min(1).optional(),
+    host: z.string().min(1).optional(),
+    port: z.number().int().min(1).max(65535).optional(),
+    transport: z.enum(['udp', 'tcp', 'tls']).optional(),
+    /** TLS server name, when it differs from the host. */
+    sni: z.string().min(1).optional(),
+    username: z.string().min(1).max(508),
+    password: z.string().min(1).max(763),
+    interval: duration.optional(),
+    /** The turn phase's timeout: enough for a silent server's whole retransmission schedule (39.5 s) and the release. */
+    timeout: duration.optional(),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    if ((t.url === undefined) === (t.host === undefined)) ctx.addIssue({ code: 'custom', message: 'a TURN server needs url or host, not both' });
+    if (t.url !== undefined && (t.port !== undefined || t.transport !== undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'port and transport come from the url', path: ['url'] });
+    }
+    if (t.url !== undefined && turnServerAddress(t) === null) {
+      ctx.addIssue({ code: 'custom', message: 'not a TURN URI (RFC 7065): turn:HOST[:PORT][?transport=udp|tcp] or turns:HOST[:PORT]', path: ['url'] });
+    }
+  });
+
 /** The volunteer's config (config/callprobe.example.yaml documents every key). */
 export const configSchema = z
   .object({
@@ -43,7 +93,8 @@ export const configSchema = z
     catalogues: z.array(z.string().min(1)).default([]),
     /** Replace the embedded catalogues entirely (the lab does; volunteers normally do not). */
     embeddedCatalogues: z.boolean().default(true),
-    dataDir: z.string().min(1).default('/var/lib/callprobe'),
+    /** Default: $STATE_DIRECTORY (systemd), /var/lib/callprobe for root, else ~/.local/state/callprobe. */
+    dataDir: z.string().min(1).optional(),
     records: z
       .object({
         maxFileBytes: size.default(16 * 1024 * 1024),
@@ -82,6 +133,8 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** The volunteer's own TURN servers: each becomes a `turn/<name>` target (credentials stay in the turn phase). */
+    turn: z.array(turnServer).default([]),
   })
   .strict();
 
