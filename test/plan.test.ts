@@ -12,13 +12,14 @@ describe('the embedded plan (computed only: real addresses are never contacted i
     expect(new Set(plan.specs.map((s) => s.service))).toEqual(new Set(['control', 'telegram', 'whatsapp']));
     expect(plan.specs.filter((s) => s.control).every((s) => s.service === 'control')).toBe(true);
   });
-  it('makes a WebSocket target explicit: dns > tcp > tls > websocket', () => {
+  it('makes a WebSocket target explicit: dns > tcp > tls > websocket > whatsapp', () => {
     const ws = plan.specs.find((s) => s.id === 'whatsapp/web-ws')!;
     expect(ws.phases.map((p) => [p.name, p.implied ?? false])).toEqual([
       ['dns', true],
       ['tcp', true],
       ['tls', true],
       ['websocket', false],
+      ['whatsapp', false],
     ]);
     expect(ws.endpoint).toEqual({ host: 'web.whatsapp.com', port: 443, url: 'wss://web.whatsapp.com/ws/chat' });
     expect(ws.phases[3]!.params).toEqual({ origin: 'https://web.whatsapp.com' });

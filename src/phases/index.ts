@@ -3,10 +3,12 @@ import { dnsPhase } from './dns.js';
 import { tcpPhase } from './tcp.js';
 import { tlsPhase } from './tls.js';
 import { websocketPhase } from './websocket.js';
+import { mtprotoPhase } from './mtproto.js';
+import { whatsappPhase } from './whatsapp.js';
 
 /** Dispatch by name from the catalogue: one entry per file in src/phases/. */
 export const PHASES: ReadonlyMap<string, PhaseDefinition> = new Map<string, PhaseDefinition>(
-  [dnsPhase, tcpPhase, tlsPhase, websocketPhase].map((p) => [p.name, p as unknown as PhaseDefinition]),
+  [dnsPhase, tcpPhase, tlsPhase, websocketPhase, mtprotoPhase, whatsappPhase].map((p) => [p.name, p as unknown as PhaseDefinition]),
 );
 
 export function phaseNames(): string[] {
