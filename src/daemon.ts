@@ -80,6 +80,7 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
   const scheduler = new Scheduler({
     concurrency: plan.config.schedule.concurrency,
     jitter: plan.config.schedule.jitter,
+    startSpreadMs: plan.config.schedule.interval,
     run: async (spec, signal) => publish(await engine.probe(spec, signal)),
     onOverlap: (spec) => {
       metrics.overlap(spec);

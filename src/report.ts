@@ -19,15 +19,27 @@ export function formatPlan(plan: Plan): string {
   const lines = plan.specs.map((s) => {
     const where = s.endpoint.url ?? `${s.endpoint.host}:${s.endpoint.port}`;
     const phases = s.phases.map((p) => (p.implied ? `(${p.name})` : p.name)).join(' > ');
-    return `${(s.control ? 'control ' : '') + s.id}`.padEnd(34) + ` every ${(s.intervalMs / 1000).toFixed(0)}s  ${where.padEnd(44)} ${phases}`;
+    return `${s.control ? '[control] ' : ''}${s.id}`.padEnd(34) + ` every ${formatDuration(s.intervalMs).padEnd(4)} ${where.padEnd(44)} ${phases}`;
   });
-  const connections = plan.specs.filter((s) => s.phases.some((p) => p.name === 'tcp')).length;
-  const lookups = plan.specs.filter((s) => s.phases.some((p) => p.name === 'dns')).length;
+  // Targets on longer intervals (rotations) cost a fraction of a connection per cycle.
+  const cycleMs = plan.config.schedule.interval;
+  const perCycle = (phase: string): number =>
+    plan.specs.filter((s) => s.phases.some((p) => p.name === phase)).reduce((sum, s) => sum + cycleMs / s.intervalMs, 0);
+  const atStart = (phase: string): number => plan.specs.filter((s) => s.phases.some((p) => p.name === phase)).length;
   return [
-    `vantage ${plan.config.vantage.name}: ${plan.specs.length} targets; per cycle ${connections} TCP connections, ${lookups} DNS lookups`,
+    `vantage ${plan.config.vantage.name}: ${plan.specs.length} targets; per ${formatDuration(cycleMs)} cycle on average ` +
+      `${perCycle('tcp').toFixed(1)} TCP connections and ${perCycle('dns').toFixed(1)} DNS lookups ` +
+      `(${atStart('tcp')} and ${atStart('dns')} when all run at start)`,
     `resolver ${plan.settings.resolver ? `${plan.settings.resolver.address}:${plan.settings.resolver.port}` : '(none)'}; safety allow ${plan.safety.allow?.length ? plan.safety.allow.join(', ') : 'public internet'}`,
     '(phases in parentheses are implied by the ones after them)',
     ...lines,
     '',
   ].join('\n');
+}
+
+function formatDuration(ms: number): string {
+  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
 }

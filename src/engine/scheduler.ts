@@ -10,6 +10,11 @@ export interface SchedulerOptions {
   /** A slot was skipped because the previous run of the same spec had not finished. */
   onOverlap?(spec: ProbeSpec): void;
   random?: () => number;
+  /**
+   * First runs of services are spread over this long (capped at each spec's interval), so a start
+   * with rotation targets looks like an ordinary cycle, not a burst. Default 30 s.
+   */
+  startSpreadMs?: number;
 }
 
 interface Slot {
@@ -19,7 +24,7 @@ interface Slot {
   controller?: AbortController;
 }
 
-/** How long after start the first service runs may begin: controls go first (verdicts need them). */
+/** Default spread of first service runs after start; controls go first (verdicts need them). */
 const SERVICE_START_SPREAD_MS = 30_000;
 
 /**
@@ -42,9 +47,7 @@ export class Scheduler {
     for (const spec of specs) {
       const slot: Slot = { spec };
       this.slots.set(spec.id, slot);
-      const spread = Math.min(spec.intervalMs, SERVICE_START_SPREAD_MS);
-      const first = spec.control ? this.random() * 1000 : 2000 + this.random() * spread;
-      this.arm(slot, first);
+      this.arm(slot, spec.control ? this.random() * 1000 : 2000 + this.spread(spec));
     }
   }
 
@@ -64,12 +67,12 @@ export class Scheduler {
         slot.spec = spec;
         if (changed) {
           clearTimeout(slot.timer);
-          this.arm(slot, this.random() * Math.min(spec.intervalMs, SERVICE_START_SPREAD_MS));
+          this.arm(slot, this.spread(spec));
         }
       } else {
         const fresh: Slot = { spec };
         this.slots.set(spec.id, fresh);
-        this.arm(fresh, this.random() * Math.min(spec.intervalMs, SERVICE_START_SPREAD_MS));
+        this.arm(fresh, this.spread(spec));
       }
     }
   }
@@ -93,6 +96,11 @@ export class Scheduler {
 
   get active(): number {
     return this.limiter.inFlight;
+  }
+
+  /** A random delay within the start spread, capped at the spec's own interval. */
+  private spread(spec: ProbeSpec): number {
+    return this.random() * Math.min(spec.intervalMs, this.options.startSpreadMs ?? SERVICE_START_SPREAD_MS);
   }
 
   private arm(slot: Slot, delayMs: number): void {

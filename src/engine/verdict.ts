@@ -12,8 +12,10 @@ const NOT_NETWORK = new Set(['policy_denied', 'internal_error', 'interrupted']);
  * failed too, or when no recent control covers that phase, since then nothing can be concluded.
  * The raw phases are always kept: the verdict is an interpretation, the data is the data.
  */
+type Remembered = ControlRef & { at: number; family: 4 | 6 | null };
+
 export class ControlBoard {
-  private readonly latest = new Map<string, Map<string, ControlRef & { at: number }>>();
+  private readonly latest = new Map<string, Map<string, Remembered>>();
 
   /** @param maxAgeMs how old a control result may be and still count as "the same cycle". */
   constructor(private readonly maxAgeMs: number) {}
@@ -31,7 +33,14 @@ export class ControlBoard {
       if (phase.skipped) continue;
       let byTarget = this.latest.get(phase.phase);
       if (!byTarget) this.latest.set(phase.phase, (byTarget = new Map()));
-      byTarget.set(run.target, { target: run.target, phase: phase.phase, ok: phase.ok, startedAt: run.startedAt, at });
+      byTarget.set(`${run.target}/${familyOf(phase.endpoint)}`, {
+        target: run.target,
+        phase: phase.phase,
+        ok: phase.ok,
+        startedAt: run.startedAt,
+        at,
+        family: familyOf(phase.endpoint),
+      });
     }
   }
 
@@ -45,14 +54,27 @@ export class ControlBoard {
     if (isControl || NOT_NETWORK.has(run.failure)) return { verdict: 'error', control: null };
     if (DEGRADATION_CODES.has(run.failure)) return { verdict: 'degraded', control: null };
     const controlPhase = PHASES.get(run.failedPhase ?? '')?.controlPhase ?? run.failedPhase ?? '';
-    const fresh = [...(this.latest.get(controlPhase)?.values() ?? [])].filter((c) => now - c.at <= this.maxAgeMs);
+    // An IPv6 failure says nothing about censorship when the vantage may have no IPv6 at all: only a
+    // control that reached the network over the same address family can vouch for it.
+    const failed = run.phases.find((p) => p.phase === run.failedPhase);
+    const family = controlPhase === 'dns' ? null : familyOf(failed?.endpoint ?? '');
+    const fresh = [...(this.latest.get(controlPhase)?.values() ?? [])].filter(
+      (c) => now - c.at <= this.maxAgeMs && (family === null || c.family === null || c.family === family),
+    );
     const ok = fresh.find((c) => c.ok);
     if (ok) return { verdict: 'blocked', control: strip(ok) };
-    const failed = fresh[0];
-    return { verdict: 'error', control: failed ? strip(failed) : null };
+    const failedControl = fresh[0];
+    return { verdict: 'error', control: failedControl ? strip(failedControl) : null };
   }
 }
 
-function strip(c: ControlRef & { at: number }): ControlRef {
+/** The address family of a phase's endpoint ("[2001:db8::1]:443" is 6), or null for names and URLs. */
+function familyOf(endpoint: string): 4 | 6 | null {
+  if (endpoint.startsWith('[')) return 6;
+  if (/^\d{1,3}(\.\d{1,3}){3}:\d+$/.test(endpoint)) return 4;
+  return null;
+}
+
+function strip(c: Remembered): ControlRef {
   return { target: c.target, phase: c.phase, ok: c.ok, startedAt: c.startedAt };
 }

@@ -85,3 +85,21 @@ describe('verdicts against controls', () => {
     expect(board.judge(downControl, true, T0).verdict).toBe('error');
   });
 });
+
+describe('verdicts per address family', () => {
+  const v4Control = run('domestic', [phase('dns', true), { ...phase('tcp', true), endpoint: '198.18.2.2:443' }]);
+  it('does not let an IPv4 control vouch for an IPv6 failure', () => {
+    const board = new ControlBoard(600_000);
+    board.record(v4Control);
+    const v6 = board.judge(run('dc2-v6', [{ ...phase('tcp', false, 'network_unreachable'), endpoint: '[2001:67c:4e8:f002::a]:443' }]), false, T0);
+    expect(v6).toMatchObject({ verdict: 'error', control: null });
+    const v4 = board.judge(run('dc2', [{ ...phase('tcp', false, 'generic_timeout_error'), endpoint: '198.18.2.5:443' }]), false, T0);
+    expect(v4).toMatchObject({ verdict: 'blocked', control: { target: 'domestic', phase: 'tcp' } });
+  });
+  it('lets an IPv6 control vouch for an IPv6 failure', () => {
+    const board = new ControlBoard(600_000);
+    board.record(run('domestic6', [{ ...phase('tcp', true), endpoint: '[2001:db8::53]:443' }]));
+    const v6 = board.judge(run('dc2-v6', [{ ...phase('tcp', false, 'generic_timeout_error'), endpoint: '[2001:67c:4e8:f002::a]:443' }]), false, T0);
+    expect(v6).toMatchObject({ verdict: 'blocked', control: { target: 'domestic6' } });
+  });
+});
