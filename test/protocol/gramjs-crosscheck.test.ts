@@ -11,12 +11,12 @@
  * not implement (its obfuscated connection carries abridged only); those are checked against the
  * docs' layout in mtproto-transport.test.ts and end to end through obfuscated2 in obfuscated2.test.ts.
  */
-import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeReqPqMulti, decodeResPQ, encodeReqPqMulti, encodeResPQ, encodeUnencryptedMessage, serverResponseMessageId } from '../../src/protocol/mtproto.js';
 import { TRANSPORT_TAG, createFrameDecoder, createFrameEncoder, type TransportFrame } from '../../src/protocol/mtproto-transport.js';
 import { acceptObfuscated2Client, isForbiddenHeader, obfuscated2ClientFromHeader } from '../../src/protocol/obfuscated2.js';
+import { fromHex, seededBytes, toHex } from '../helpers/bytes.js';
 
 // gramjs is CommonJS; load it through Node's require so that patching its Helpers module below is
 // seen by its connection classes (same module cache). Loading the package root first resolves its
@@ -31,19 +31,6 @@ const { FullPacketCodec }: any = require('telegram/network/connection/TCPFull');
 const { ConnectionTCPObfuscated }: any = require('telegram/network/connection/TCPObfuscated');
 const Api: any = telegram.Api;
 
-function seeded(seed: string): (n: number) => Buffer {
-  let counter = 0;
-  let pool = Buffer.alloc(0);
-  return (n) => {
-    while (pool.length < n) pool = Buffer.concat([pool, createHash('sha256').update(`${seed}:${counter++}`).digest()]);
-    const out = Buffer.from(pool.subarray(0, n));
-    pool = pool.subarray(n);
-    return out;
-  };
-}
-
-const bytes = (s: string) => Buffer.from(s.replace(/\s/g, ''), 'hex');
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const toGram128 = (b: Uint8Array) => helpers.readBigIntFromBuffer(Buffer.from(b), true, true);
 const fromGram128 = (v: unknown) => helpers.readBufferFromBigInt(v, 16, true, true) as Buffer;
 const toGramLong = (v: bigint) => {
@@ -82,27 +69,27 @@ function readerOver(stream: Uint8Array): FakeSocket {
 }
 
 function messages(frames: TransportFrame[]): string[] {
-  return frames.map((f) => (f.kind === 'message' ? hex(f.payload) : `error ${f.code}`));
+  return frames.map((f) => (f.kind === 'message' ? toHex(f.payload) : `error ${f.code}`));
 }
 
-const NONCE = bytes('AC7EC649662ECF3CF3BA991B9D8DABD5');
-const SERVER_NONCE = bytes('6C8D9CF57754AE5A5CB305759A6050D0');
+const NONCE = fromHex('AC7EC649662ECF3CF3BA991B9D8DABD5');
+const SERVER_NONCE = fromHex('6C8D9CF57754AE5A5CB305759A6050D0');
 const FINGERPRINTS = [0x0bc35f3509f7b7a5n, 0xc3b42b026ce86b21n, 0xd09d1d85de64fd85n];
 
 describe('TL: req_pq_multi and resPQ', () => {
   it('gramjs Api.ReqPqMulti.getBytes() equals the body callprobe sends', () => {
     const ours = encodeReqPqMulti(NONCE, 0x66c30d0d000da32cn).subarray(20);
-    expect(hex(new Api.ReqPqMulti({ nonce: toGram128(NONCE) }).getBytes())).toBe(hex(ours));
+    expect(toHex(new Api.ReqPqMulti({ nonce: toGram128(NONCE) }).getBytes())).toBe(toHex(ours));
   });
 
   it('gramjs BinaryReader reads the req_pq_multi callprobe sends', () => {
     const obj = new BinaryReader(Buffer.from(encodeReqPqMulti(NONCE, 4n).subarray(20))).tgReadObject();
     expect(obj.className).toBe('ReqPqMulti');
-    expect(hex(fromGram128(obj.nonce))).toBe(hex(NONCE));
+    expect(toHex(fromGram128(obj.nonce))).toBe(toHex(NONCE));
   });
 
   it('gramjs reads the resPQ callprobe encodes, and callprobe reads the one gramjs encodes (random values)', () => {
-    const random = seeded('gramjs-respq');
+    const random = seededBytes('gramjs-respq');
     for (let i = 0; i < 200; i++) {
       const fields = {
         messageId: serverResponseMessageId(1.7e12 + i),
@@ -114,9 +101,9 @@ describe('TL: req_pq_multi and resPQ', () => {
       const ours = encodeResPQ(fields);
       const read = new BinaryReader(Buffer.from(ours.subarray(20))).tgReadObject();
       expect(read.className).toBe('ResPQ');
-      expect(hex(fromGram128(read.nonce))).toBe(hex(fields.nonce));
-      expect(hex(fromGram128(read.serverNonce))).toBe(hex(fields.serverNonce));
-      expect(hex(read.pq)).toBe(hex(fields.pq));
+      expect(toHex(fromGram128(read.nonce))).toBe(toHex(fields.nonce));
+      expect(toHex(fromGram128(read.serverNonce))).toBe(toHex(fields.serverNonce));
+      expect(toHex(read.pq)).toBe(toHex(fields.pq));
       expect(read.serverPublicKeyFingerprints.map(fromGramLong)).toEqual(fields.fingerprints);
 
       const theirs = new Api.ResPQ({
@@ -125,10 +112,10 @@ describe('TL: req_pq_multi and resPQ', () => {
         pq: Buffer.from(fields.pq),
         serverPublicKeyFingerprints: fields.fingerprints.map(toGramLong),
       }).getBytes();
-      expect(hex(theirs)).toBe(hex(ours.subarray(20)));
+      expect(toHex(theirs)).toBe(toHex(ours.subarray(20)));
       const decoded = decodeResPQ(encodeUnencryptedMessage(fields.messageId, theirs), fields.nonce);
       expect(decoded.fingerprints).toEqual(fields.fingerprints);
-      expect(hex(decoded.pq)).toBe(hex(fields.pq));
+      expect(toHex(decoded.pq)).toBe(toHex(fields.pq));
     }
   });
 });
@@ -151,22 +138,22 @@ describe('envelope: gramjs MTProtoPlainSender against callprobe as the DC', () =
 
   it('callprobe reads the unencrypted message gramjs sends; gramjs reads the resPQ callprobe answers', async () => {
     const { sent, result } = await exchange((req) =>
-      encodeResPQ({ messageId: req.messageId + 1n, nonce: req.nonce, serverNonce: SERVER_NONCE, pq: bytes('1be363a46f8edfc1'), fingerprints: FINGERPRINTS }),
+      encodeResPQ({ messageId: req.messageId + 1n, nonce: req.nonce, serverNonce: SERVER_NONCE, pq: fromHex('1be363a46f8edfc1'), fingerprints: FINGERPRINTS }),
     );
     const req = decodeReqPqMulti(sent);
     expect(sent.length).toBe(40);
     expect(req.messageId % 4n).toBe(0n);
-    expect(hex(req.nonce)).toBe(hex(NONCE));
+    expect(toHex(req.nonce)).toBe(toHex(NONCE));
     expect(result.className).toBe('ResPQ');
-    expect(hex(fromGram128(result.nonce))).toBe(hex(NONCE));
+    expect(toHex(fromGram128(result.nonce))).toBe(toHex(NONCE));
     expect(result.serverPublicKeyFingerprints.map(fromGramLong)).toEqual(FINGERPRINTS.map((f) => BigInt.asIntN(64, f)));
   });
 
   it('gramjs, like callprobe, accepts the docs-style length field that claims more than the body (0x90 for 80)', async () => {
     const { result } = await exchange((req) =>
-      encodeResPQ({ messageId: 5n, nonce: req.nonce, serverNonce: SERVER_NONCE, pq: bytes('1be363a46f8edfc1'), fingerprints: FINGERPRINTS, declaredLength: 0x90 }),
+      encodeResPQ({ messageId: 5n, nonce: req.nonce, serverNonce: SERVER_NONCE, pq: fromHex('1be363a46f8edfc1'), fingerprints: FINGERPRINTS, declaredLength: 0x90 }),
     );
-    expect(hex(result.pq)).toBe('1be363a46f8edfc1');
+    expect(toHex(result.pq)).toBe('1be363a46f8edfc1');
   });
 });
 
@@ -174,12 +161,12 @@ describe('abridged: gramjs AbridgedPacketCodec', () => {
   const sizes = [4, 40, 100, 504, 508, 1024, 4000];
 
   it('uses the same tag and frames payloads byte for byte like callprobe (1-byte and 7F lengths)', () => {
-    expect(hex(AbridgedPacketCodec.tag)).toBe(hex(TRANSPORT_TAG.abridged));
+    expect(toHex(AbridgedPacketCodec.tag)).toBe(toHex(TRANSPORT_TAG.abridged));
     const codec = new AbridgedPacketCodec({});
     const ours = createFrameEncoder('abridged', { sendTag: false });
     for (const n of sizes) {
       const payload = Buffer.alloc(n, n & 0xff);
-      expect(hex(codec.encodePacket(payload))).toBe(hex(ours.encode(payload)));
+      expect(toHex(codec.encodePacket(payload))).toBe(toHex(ours.encode(payload)));
     }
   });
 
@@ -188,14 +175,14 @@ describe('abridged: gramjs AbridgedPacketCodec', () => {
     const ours = createFrameEncoder('abridged', { sendTag: false });
     const socket = readerOver(Buffer.concat(payloads.map((p) => ours.encode(p))));
     const codec = new AbridgedPacketCodec({});
-    for (const p of payloads) expect(hex(await codec.readPacket(socket))).toBe(hex(p));
+    for (const p of payloads) expect(toHex(await codec.readPacket(socket))).toBe(toHex(p));
   });
 
   it('callprobe decodes the stream gramjs writes (tag + frames, server side)', () => {
     const payloads = sizes.map((n) => Buffer.alloc(n, 9));
     const codec = new AbridgedPacketCodec({});
     const stream = Buffer.concat([AbridgedPacketCodec.tag, ...payloads.map((p) => codec.encodePacket(p))]);
-    expect(messages(createFrameDecoder('abridged', { expectTag: true }).push(stream))).toEqual(payloads.map(hex));
+    expect(messages(createFrameDecoder('abridged', { expectTag: true }).push(stream))).toEqual(payloads.map(toHex));
   });
 });
 
@@ -205,7 +192,7 @@ describe('full: gramjs FullPacketCodec (its own CRC32)', () => {
     const ours = createFrameEncoder('full');
     for (const n of [4, 40, 100, 3000]) {
       const payload = Buffer.alloc(n, 0x42);
-      expect(hex(codec.encodePacket(payload))).toBe(hex(ours.encode(payload)));
+      expect(toHex(codec.encodePacket(payload))).toBe(toHex(ours.encode(payload)));
     }
   });
 
@@ -214,11 +201,11 @@ describe('full: gramjs FullPacketCodec (its own CRC32)', () => {
     const ours = createFrameEncoder('full');
     const socket = readerOver(Buffer.concat(payloads.map((p) => ours.encode(p))));
     const reader = new FullPacketCodec({});
-    for (const p of payloads) expect(hex(await reader.readPacket(socket))).toBe(hex(p));
+    for (const p of payloads) expect(toHex(await reader.readPacket(socket))).toBe(toHex(p));
 
     const writer = new FullPacketCodec({});
     const stream = Buffer.concat(payloads.map((p) => writer.encodePacket(p)));
-    expect(messages(createFrameDecoder('full').push(stream))).toEqual(payloads.map(hex));
+    expect(messages(createFrameDecoder('full').push(stream))).toEqual(payloads.map(toHex));
   });
 });
 
@@ -240,7 +227,7 @@ describe('obfuscated2: gramjs ConnectionTCPObfuscated (abridged inside)', () => 
   }
 
   it('from the same random bytes, gramjs and callprobe put the same 64-byte header and ciphertext on the wire', async () => {
-    const random64 = seeded('gramjs-o2')(64);
+    const random64 = seededBytes('gramjs-o2')(64);
     random64[0] = 0x10; // allowed by both filters
     random64[4] = 0x11;
     gramjsHeaderFrom(random64);
@@ -250,11 +237,11 @@ describe('obfuscated2: gramjs ConnectionTCPObfuscated (abridged inside)', () => 
     const plain = Buffer.from(random64);
     plain.writeUInt32LE(0xefefefef, 56);
     const ours = obfuscated2ClientFromHeader(plain);
-    expect(hex(socket.written[0]!)).toBe(hex(ours.header));
+    expect(toHex(socket.written[0]!)).toBe(toHex(ours.header));
 
     const payload = encodeReqPqMulti(NONCE, 0x66c30d0d000da32cn);
     await conn._send(Buffer.from(payload));
-    expect(hex(socket.written[1]!)).toBe(hex(ours.encrypt(createFrameEncoder('abridged', { sendTag: false }).encode(payload))));
+    expect(toHex(socket.written[1]!)).toBe(toHex(ours.encrypt(createFrameEncoder('abridged', { sendTag: false }).encode(payload))));
   });
 
   it('callprobe as the DC decrypts what gramjs sends and gramjs decrypts what callprobe answers', async () => {
@@ -266,17 +253,17 @@ describe('obfuscated2: gramjs ConnectionTCPObfuscated (abridged inside)', () => 
     const [frame] = createFrameDecoder('abridged').push(server.decrypt(socket.written[1]!));
     if (frame?.kind !== 'message') throw new Error('expected a message frame');
     const req = decodeReqPqMulti(frame.payload);
-    expect(hex(req.nonce)).toBe(hex(NONCE));
+    expect(toHex(req.nonce)).toBe(toHex(NONCE));
 
-    const answer = encodeResPQ({ messageId: 9n, nonce: req.nonce, serverNonce: SERVER_NONCE, pq: bytes('1be363a46f8edfc1'), fingerprints: FINGERPRINTS });
+    const answer = encodeResPQ({ messageId: 9n, nonce: req.nonce, serverNonce: SERVER_NONCE, pq: fromHex('1be363a46f8edfc1'), fingerprints: FINGERPRINTS });
     socket.inbox = Buffer.from(server.encrypt(createFrameEncoder('abridged', { sendTag: false }).encode(answer)));
-    expect(hex(await conn._recv())).toBe(hex(answer));
+    expect(toHex(await conn._recv())).toBe(toHex(answer));
   });
 
   it("gramjs's header filter is incomplete: it sends starts that tdlib (and callprobe) redraw", async () => {
     // gramjs checks byte 0 != EF, bytes 4-7 != 0 and the first word against "PVrG", "GET" (3 bytes,
     // so it never matches a 4-byte word), "POST" and EEEEEEEE. tdlib also forbids these:
-    const missed = ['GET ', 'HEAD', 'OPTI'].map((s) => Buffer.from(s)).concat([bytes('dddddddd'), bytes('16030102')]);
+    const missed = ['GET ', 'HEAD', 'OPTI'].map((s) => Buffer.from(s)).concat([fromHex('dddddddd'), fromHex('16030102')]);
     for (const start of missed) {
       const random64 = Buffer.alloc(64, 0x33);
       start.copy(random64, 0);
@@ -287,7 +274,7 @@ describe('obfuscated2: gramjs ConnectionTCPObfuscated (abridged inside)', () => 
       };
       const { socket } = await gramjsConnection();
       expect(draws).toBe(1); // gramjs kept it
-      expect(hex(socket.written[0]!.subarray(0, 4))).toBe(hex(start));
+      expect(toHex(socket.written[0]!.subarray(0, 4))).toBe(toHex(start));
       expect(isForbiddenHeader(random64)).toBe(true); // callprobe would draw again
     }
   });

@@ -1,6 +1,5 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ProbeFailure } from '../../src/failure.js';
 import {
   cryptoRng,
   decodeMediaPacket,
@@ -21,6 +20,7 @@ import {
 import { decodeRtp } from '../../src/protocol/rtp.js';
 import { parseMessage } from '../../src/protocol/stun.js';
 import { getXorPeerAddress } from '../../src/protocol/stun-attributes.js';
+import { failureCodeOf } from '../helpers/bytes.js';
 
 const KEY = Buffer.alloc(32, 0x42);
 const OTHER_KEY = Buffer.alloc(32, 0x43);
@@ -40,16 +40,6 @@ function packet(shape: MediaShape, extra: Partial<{ seq: number; controlOf: Serv
     key: KEY,
     rng,
   });
-}
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ProbeFailure) return err.code;
-    throw err;
-  }
-  return 'none';
 }
 
 describe('flowConstants', () => {
@@ -198,7 +188,7 @@ describe('trailer', () => {
     for (const shape of MEDIA_SHAPES) {
       const p = packet(shape);
       expect(verifyTag(p, OTHER_KEY)).toBeNull();
-      expect(codeOf(() => decodeMediaPacket(p, OTHER_KEY))).toBe('proto_mismatch');
+      expect(failureCodeOf(() => decodeMediaPacket(p, OTHER_KEY))).toBe('proto_mismatch');
     }
   });
 
@@ -209,19 +199,19 @@ describe('trailer', () => {
         const m = Buffer.from(p);
         m[i] = (m[i] as number) ^ 0x01;
         expect(verifyTag(m, KEY)).toBeNull();
-        expect(codeOf(() => decodeMediaPacket(m, KEY))).toBe('proto_mismatch');
+        expect(failureCodeOf(() => decodeMediaPacket(m, KEY))).toBe('proto_mismatch');
       }
     }
   });
 
   it('rejects lengths no shape produces with proto_malformed', () => {
     const p = packet('rtp');
-    expect(codeOf(() => decodeMediaPacket(p.subarray(0, MIN_MEDIA_PACKET_LENGTH - 1), KEY))).toBe('proto_malformed');
-    expect(codeOf(() => decodeMediaPacket(Buffer.alloc(MAX_MEDIA_PACKET_LENGTH + 1), KEY))).toBe('proto_malformed');
-    expect(codeOf(() => decodeMediaPacket(new Uint8Array(0), KEY))).toBe('proto_malformed');
+    expect(failureCodeOf(() => decodeMediaPacket(p.subarray(0, MIN_MEDIA_PACKET_LENGTH - 1), KEY))).toBe('proto_malformed');
+    expect(failureCodeOf(() => decodeMediaPacket(Buffer.alloc(MAX_MEDIA_PACKET_LENGTH + 1), KEY))).toBe('proto_malformed');
+    expect(failureCodeOf(() => decodeMediaPacket(new Uint8Array(0), KEY))).toBe('proto_malformed');
     expect(verifyTag(new Uint8Array(0), KEY)).toBeNull();
     // Truncated but still long enough: the tag no longer covers what is there.
-    expect(codeOf(() => decodeMediaPacket(p.subarray(0, p.length - 1), KEY))).toBe('proto_mismatch');
+    expect(failureCodeOf(() => decodeMediaPacket(p.subarray(0, p.length - 1), KEY))).toBe('proto_mismatch');
   });
 
   it('a key shorter than 32 bytes is a configuration error (RangeError)', () => {
@@ -250,7 +240,7 @@ describe('decodeMediaPacket fuzz', () => {
           input = m;
         }
       }
-      const code = codeOf(() => decodeMediaPacket(input, KEY));
+      const code = failureCodeOf(() => decodeMediaPacket(input, KEY));
       const expected = input.length < MIN_MEDIA_PACKET_LENGTH || input.length > MAX_MEDIA_PACKET_LENGTH ? 'proto_malformed' : 'proto_mismatch';
       expect(code).toBe(expected);
       expect(verifyTag(input, KEY)).toBeNull();

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { ProbeFailure } from '../../src/failure.js';
@@ -15,33 +14,10 @@ import {
   type MtprotoTransport,
   type TransportFrame,
 } from '../../src/protocol/mtproto-transport.js';
-
-function seeded(seed: string): (n: number) => Buffer {
-  let counter = 0;
-  let pool = Buffer.alloc(0);
-  return (n) => {
-    while (pool.length < n) pool = Buffer.concat([pool, createHash('sha256').update(`${seed}:${counter++}`).digest()]);
-    const out = Buffer.from(pool.subarray(0, n));
-    pool = pool.subarray(n);
-    return out;
-  };
-}
-
-function failureOf(fn: () => unknown): ProbeFailure {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ProbeFailure) return err;
-    throw new Error(`expected a ProbeFailure, got ${String(err)}`);
-  }
-  throw new Error('expected a ProbeFailure, got a value');
-}
-
-const bytes = (s: string) => Buffer.from(s.replace(/\s/g, ''), 'hex');
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+import { failureOf, fromHex, seededBytes, toHex } from '../helpers/bytes.js';
 
 /** The samples-auth_key request (snapshot A in mtproto.test.ts): 40 bytes. */
-const REQ = encodeReqPqMulti(bytes('AC7EC649662ECF3CF3BA991B9D8DABD5'), 0x66c30d0d000da32cn);
+const REQ = encodeReqPqMulti(fromHex('AC7EC649662ECF3CF3BA991B9D8DABD5'), 0x66c30d0d000da32cn);
 
 /** Feeds a stream in random chunk sizes (including 1-byte chunks) and collects the frames. */
 function feedInChunks(decoder: FrameDecoder, stream: Uint8Array, random: (n: number) => Buffer): TransportFrame[] {
@@ -67,15 +43,15 @@ function fixedRandom(...draws: Uint8Array[]): (n: number) => Uint8Array {
 describe('encoders (core.telegram.org/mtproto/mtproto-transports)', () => {
   it('abridged: EF once, then len/4 in one byte', () => {
     const enc = createFrameEncoder('abridged');
-    expect(hex(enc.encode(REQ))).toBe('ef' + '0a' + hex(REQ));
-    expect(hex(enc.encode(REQ))).toBe('0a' + hex(REQ));
+    expect(toHex(enc.encode(REQ))).toBe('ef' + '0a' + toHex(REQ));
+    expect(toHex(enc.encode(REQ))).toBe('0a' + toHex(REQ));
   });
 
   it('abridged: 7F and a 3-byte length from 127 words (508 bytes) on', () => {
     const enc = createFrameEncoder('abridged', { sendTag: false });
-    expect(hex(enc.encode(new Uint8Array(504)).subarray(0, 1))).toBe('7e');
-    expect(hex(enc.encode(new Uint8Array(508)).subarray(0, 4))).toBe('7f7f0000');
-    expect(hex(enc.encode(new Uint8Array(4 * 0x012345)).subarray(0, 4))).toBe('7f452301');
+    expect(toHex(enc.encode(new Uint8Array(504)).subarray(0, 1))).toBe('7e');
+    expect(toHex(enc.encode(new Uint8Array(508)).subarray(0, 4))).toBe('7f7f0000');
+    expect(toHex(enc.encode(new Uint8Array(4 * 0x012345)).subarray(0, 4))).toBe('7f452301');
   });
 
   it('abridged: refuses payloads that are not whole words, and empty payloads (our misuse: RangeError)', () => {
@@ -85,16 +61,16 @@ describe('encoders (core.telegram.org/mtproto/mtproto-transports)', () => {
 
   it('intermediate: EEEEEEEE once, then a u32 LE length', () => {
     const enc = createFrameEncoder('intermediate');
-    expect(hex(enc.encode(REQ))).toBe('eeeeeeee' + '28000000' + hex(REQ));
-    expect(hex(enc.encode(REQ))).toBe('28000000' + hex(REQ));
+    expect(toHex(enc.encode(REQ))).toBe('eeeeeeee' + '28000000' + toHex(REQ));
+    expect(toHex(enc.encode(REQ))).toBe('28000000' + toHex(REQ));
   });
 
   it('padded intermediate: DDDDDDDD once, length counts the 0-15 random bytes', () => {
     const enc = createFrameEncoder('padded_intermediate', {
-      random: fixedRandom(Uint8Array.of(0x13), bytes('aabbcc'), Uint8Array.of(0x00), Uint8Array.of(0xff), bytes('00'.repeat(15))),
+      random: fixedRandom(Uint8Array.of(0x13), fromHex('aabbcc'), Uint8Array.of(0x00), Uint8Array.of(0xff), fromHex('00'.repeat(15))),
     });
-    expect(hex(enc.encode(REQ))).toBe('dddddddd' + '2b000000' + hex(REQ) + 'aabbcc'); // 0x13 & 15 = 3
-    expect(hex(enc.encode(REQ))).toBe('28000000' + hex(REQ)); // no padding
+    expect(toHex(enc.encode(REQ))).toBe('dddddddd' + '2b000000' + toHex(REQ) + 'aabbcc'); // 0x13 & 15 = 3
+    expect(toHex(enc.encode(REQ))).toBe('28000000' + toHex(REQ)); // no padding
     expect(enc.encode(REQ).length).toBe(4 + 40 + 15); // 0xff & 15 = 15
   });
 
@@ -110,16 +86,16 @@ describe('encoders (core.telegram.org/mtproto/mtproto-transports)', () => {
     expect(crc32('123456789')).toBe(0xcbf43926);
     const enc = createFrameEncoder('full');
     const first = Buffer.from(enc.encode(REQ));
-    expect(hex(first.subarray(0, 8))).toBe('34000000' + '00000000');
-    expect(hex(first.subarray(8, 48))).toBe(hex(REQ));
+    expect(toHex(first.subarray(0, 8))).toBe('34000000' + '00000000');
+    expect(toHex(first.subarray(8, 48))).toBe(toHex(REQ));
     expect(first.readUInt32LE(48)).toBe(crc32(first.subarray(0, 48)));
     const second = Buffer.from(enc.encode(REQ));
-    expect(hex(second.subarray(4, 8))).toBe('01000000');
+    expect(toHex(second.subarray(4, 8))).toBe('01000000');
   });
 });
 
 describe('decoders: stream in, frames out', () => {
-  const random = seeded('transport-chunks');
+  const random = seededBytes('transport-chunks');
   for (const transport of MTPROTO_TRANSPORTS) {
     it(`${transport}: decodes three frames fed in random chunks, server side checks the tag`, () => {
       const enc = createFrameEncoder(transport);
@@ -132,7 +108,7 @@ describe('decoders: stream in, frames out', () => {
         expect(f.kind).toBe('message');
         const payload = (f as { payload: Uint8Array }).payload;
         // The padded transport hands the padding up with the payload: the message's own length field delimits it.
-        expect(hex(payload.subarray(0, payloads[i]!.length))).toBe(hex(payloads[i]!));
+        expect(toHex(payload.subarray(0, payloads[i]!.length))).toBe(toHex(payloads[i]!));
         expect(payload.length - payloads[i]!.length).toBeLessThanOrEqual(transport === 'padded_intermediate' ? 15 : 0);
       });
       expect(dec.bufferedBytes).toBe(0);
@@ -149,62 +125,62 @@ describe('decoders: stream in, frames out', () => {
   }
 
   it('server side: a stream without the expected tag is proto_malformed', () => {
-    const f = failureOf(() => createFrameDecoder('intermediate', { expectTag: true }).push(bytes('dddddddd28000000')));
+    const f = failureOf(() => createFrameDecoder('intermediate', { expectTag: true }).push(fromHex('dddddddd28000000')));
     expect(f.code).toBe('proto_malformed');
     expect(f.evidence).toEqual({ transport: 'intermediate', firstBytesHex: 'dddddddd' });
   });
 
   it('a failed decoder keeps failing with the same error', () => {
     const dec = createFrameDecoder('abridged');
-    const first = failureOf(() => dec.push(bytes('80')));
-    expect(failureOf(() => dec.push(bytes('01000000')))).toBe(first);
+    const first = failureOf(() => dec.push(fromHex('80')));
+    expect(failureOf(() => dec.push(fromHex('01000000')))).toBe(first);
   });
 });
 
 describe('transport errors surfaced as frames', () => {
   it('abridged: 01 6C FE FF FF is -404', () => {
-    expect(createFrameDecoder('abridged').push(bytes('016cfeffff'))).toEqual([{ kind: 'transport_error', code: -404, framed: true }]);
+    expect(createFrameDecoder('abridged').push(fromHex('016cfeffff'))).toEqual([{ kind: 'transport_error', code: -404, framed: true }]);
   });
 
   it('intermediate: 04 00 00 00 53 FE FF FF is -429', () => {
-    expect(createFrameDecoder('intermediate').push(bytes('0400000053feffff'))).toEqual([{ kind: 'transport_error', code: -429, framed: true }]);
+    expect(createFrameDecoder('intermediate').push(fromHex('0400000053feffff'))).toEqual([{ kind: 'transport_error', code: -429, framed: true }]);
   });
 
   it('padded intermediate: the code arrives with its padding', () => {
-    expect(createFrameDecoder('padded_intermediate').push(bytes('0700000044feffff010203'))).toEqual([
+    expect(createFrameDecoder('padded_intermediate').push(fromHex('0700000044feffff010203'))).toEqual([
       { kind: 'transport_error', code: -444, framed: true },
     ]);
   });
 
   it('full: a framed -404 with seq and CRC', () => {
     const frame = createFrameEncoder('full').encode(transportErrorPayload(-404));
-    expect(hex(frame.subarray(0, 12))).toBe('10000000' + '00000000' + '6cfeffff');
+    expect(toHex(frame.subarray(0, 12))).toBe('10000000' + '00000000' + '6cfeffff');
     expect(createFrameDecoder('full').push(frame)).toEqual([{ kind: 'transport_error', code: -404, framed: true }]);
   });
 
   it('full: -429 in place of the length (Telethon issue 4042) is surfaced unframed and closes the stream', () => {
     const dec = createFrameDecoder('full');
-    expect(dec.push(bytes('53feffff'))).toEqual([{ kind: 'transport_error', code: -429, framed: false }]);
+    expect(dec.push(fromHex('53feffff'))).toEqual([{ kind: 'transport_error', code: -429, framed: false }]);
     expect(dec.closed).toBe(true);
-    expect(dec.push(bytes('53feffff53feffff'))).toEqual([]);
+    expect(dec.push(fromHex('53feffff53feffff'))).toEqual([]);
   });
 
   it('intermediate: a raw -404 where a length belongs is surfaced unframed', () => {
-    expect(createFrameDecoder('intermediate').push(bytes('6cfeffff'))).toEqual([{ kind: 'transport_error', code: -404, framed: false }]);
+    expect(createFrameDecoder('intermediate').push(fromHex('6cfeffff'))).toEqual([{ kind: 'transport_error', code: -404, framed: false }]);
   });
 
   it('a top-bit length that is no HTTP-style code is a malformed length, not an error code', () => {
-    expect(failureOf(() => createFrameDecoder('intermediate').push(bytes('00000080'))).code).toBe('proto_malformed');
-    expect(failureOf(() => createFrameDecoder('full').push(bytes('ffffffff'))).code).toBe('proto_malformed');
+    expect(failureOf(() => createFrameDecoder('intermediate').push(fromHex('00000080'))).code).toBe('proto_malformed');
+    expect(failureOf(() => createFrameDecoder('full').push(fromHex('ffffffff'))).code).toBe('proto_malformed');
   });
 
   it('transportErrorCode reads short frames like tdlib (under 16 bytes, negative first int)', () => {
-    expect(transportErrorCode(bytes('6cfeffff'))).toBe(-404);
-    expect(transportErrorCode(bytes('6cfeffff' + '00'.repeat(11)))).toBe(-404);
-    expect(transportErrorCode(bytes('6cfeffff' + '00'.repeat(12)))).toBeNull();
-    expect(transportErrorCode(bytes('94010000'))).toBeNull();
-    expect(transportErrorCode(bytes('6cfeff'))).toBeNull();
-    expect(hex(transportErrorPayload(-444))).toBe('44feffff');
+    expect(transportErrorCode(fromHex('6cfeffff'))).toBe(-404);
+    expect(transportErrorCode(fromHex('6cfeffff' + '00'.repeat(11)))).toBe(-404);
+    expect(transportErrorCode(fromHex('6cfeffff' + '00'.repeat(12)))).toBeNull();
+    expect(transportErrorCode(fromHex('94010000'))).toBeNull();
+    expect(transportErrorCode(fromHex('6cfeff'))).toBeNull();
+    expect(toHex(transportErrorPayload(-444))).toBe('44feffff');
     expect(() => transportErrorPayload(404)).toThrow(RangeError);
   });
 });
@@ -219,7 +195,7 @@ describe('hostile lengths are rejected before buffering', () => {
   for (const [transport, header, declared] of cases) {
     it(`${transport}: ${header} fails as soon as the length is read`, () => {
       const dec = createFrameDecoder(transport);
-      const f = failureOf(() => dec.push(bytes(header)));
+      const f = failureOf(() => dec.push(fromHex(header)));
       expect(f.code).toBe('proto_malformed');
       expect(f.evidence).toEqual({ transport, declaredFrameLength: declared });
       expect(dec.bufferedBytes).toBe(0);
@@ -230,17 +206,17 @@ describe('hostile lengths are rejected before buffering', () => {
     expect(DEFAULT_MAX_FRAME_SIZE).toBe(65536);
     const dec = createFrameDecoder('intermediate', { maxFrameSize: 40 });
     expect(dec.push(createFrameEncoder('intermediate', { sendTag: false }).encode(REQ)).length).toBe(1);
-    expect(failureOf(() => dec.push(bytes('2c000000'))).evidence).toEqual({ transport: 'intermediate', declaredFrameLength: 44 });
+    expect(failureOf(() => dec.push(fromHex('2c000000'))).evidence).toEqual({ transport: 'intermediate', declaredFrameLength: 44 });
   });
 
   it('abridged: empty frames and the quick-ack bit are malformed', () => {
-    expect(failureOf(() => createFrameDecoder('abridged').push(bytes('00'))).code).toBe('proto_malformed');
-    expect(failureOf(() => createFrameDecoder('abridged').push(bytes('7f000000'))).code).toBe('proto_malformed');
-    expect(failureOf(() => createFrameDecoder('abridged').push(bytes('8a'))).evidence).toEqual({ transport: 'abridged', firstByte: 0x8a });
+    expect(failureOf(() => createFrameDecoder('abridged').push(fromHex('00'))).code).toBe('proto_malformed');
+    expect(failureOf(() => createFrameDecoder('abridged').push(fromHex('7f000000'))).code).toBe('proto_malformed');
+    expect(failureOf(() => createFrameDecoder('abridged').push(fromHex('8a'))).evidence).toEqual({ transport: 'abridged', firstByte: 0x8a });
   });
 
   it('full: a length under 12, a wrong seq and a wrong CRC are malformed', () => {
-    expect(failureOf(() => createFrameDecoder('full').push(bytes('0b000000'))).code).toBe('proto_malformed');
+    expect(failureOf(() => createFrameDecoder('full').push(fromHex('0b000000'))).code).toBe('proto_malformed');
     const enc = createFrameEncoder('full');
     const frame0 = enc.encode(REQ);
     const dec = createFrameDecoder('full');
@@ -257,23 +233,23 @@ describe('hostile lengths are rejected before buffering', () => {
 
 describe('detectClientTransport (the server side of the tags)', () => {
   it('tells the transports apart by their first bytes', () => {
-    expect(detectClientTransport(bytes('ef'))).toBe('abridged');
-    expect(detectClientTransport(bytes('eeeeeeee28000000'))).toBe('intermediate');
-    expect(detectClientTransport(bytes('dddddddd'))).toBe('padded_intermediate');
-    expect(detectClientTransport(bytes('3400000000000000'))).toBe('full');
-    expect(detectClientTransport(bytes('0123456789abcdef'))).toBe('obfuscated2');
+    expect(detectClientTransport(fromHex('ef'))).toBe('abridged');
+    expect(detectClientTransport(fromHex('eeeeeeee28000000'))).toBe('intermediate');
+    expect(detectClientTransport(fromHex('dddddddd'))).toBe('padded_intermediate');
+    expect(detectClientTransport(fromHex('3400000000000000'))).toBe('full');
+    expect(detectClientTransport(fromHex('0123456789abcdef'))).toBe('obfuscated2');
     expect(detectClientTransport(Buffer.from('GET /apiws HTTP/1.1'))).toBe('http');
     expect(detectClientTransport(Buffer.from('POST /api'))).toBe('http');
-    expect(detectClientTransport(bytes('1603010200'))).toBe('tls');
-    expect(detectClientTransport(bytes('eeee'))).toBe('need_more');
-    expect(detectClientTransport(bytes('01234567'))).toBe('need_more');
+    expect(detectClientTransport(fromHex('1603010200'))).toBe('tls');
+    expect(detectClientTransport(fromHex('eeee'))).toBe('need_more');
+    expect(detectClientTransport(fromHex('01234567'))).toBe('need_more');
   });
 });
 
 describe('properties', () => {
   for (const transport of MTPROTO_TRANSPORTS) {
     it(`${transport}: round trip of random payloads through random chunking`, () => {
-      const random = seeded(`roundtrip-${transport}`);
+      const random = seededBytes(`roundtrip-${transport}`);
       const enc = createFrameEncoder(transport, { random });
       const payloads = Array.from({ length: 60 }, () => {
         const p = random(20 + 4 * (random(2).readUInt16LE() % 300));
@@ -282,12 +258,12 @@ describe('properties', () => {
       });
       const stream = Buffer.concat(payloads.map((p) => enc.encode(p)));
       const frames = feedInChunks(createFrameDecoder(transport, { expectTag: true }), stream, random);
-      const decoded = frames.map((f, i) => (f.kind === 'message' ? hex(f.payload.subarray(0, payloads[i]!.length)) : f.kind));
-      expect(decoded).toEqual(payloads.map(hex));
+      const decoded = frames.map((f, i) => (f.kind === 'message' ? toHex(f.payload.subarray(0, payloads[i]!.length)) : f.kind));
+      expect(decoded).toEqual(payloads.map(toHex));
     });
 
     it(`${transport}: fuzz: random and mutated streams give frames or proto_malformed, never another exception`, () => {
-      const random = seeded(`fuzz-${transport}`);
+      const random = seededBytes(`fuzz-${transport}`);
       const valid = Buffer.concat([createFrameEncoder(transport).encode(REQ), createFrameEncoder(transport, { sendTag: false }).encode(REQ)]);
       for (let i = 0; i < 1500; i++) {
         let input: Buffer;

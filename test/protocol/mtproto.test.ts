@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ProbeFailure } from '../../src/failure.js';
 import {
@@ -16,30 +15,7 @@ import {
   throwIfTransportError,
 } from '../../src/protocol/mtproto.js';
 import { TlWriter } from '../../src/protocol/tl.js';
-
-function seeded(seed: string): (n: number) => Buffer {
-  let counter = 0;
-  let pool = Buffer.alloc(0);
-  return (n) => {
-    while (pool.length < n) pool = Buffer.concat([pool, createHash('sha256').update(`${seed}:${counter++}`).digest()]);
-    const out = Buffer.from(pool.subarray(0, n));
-    pool = pool.subarray(n);
-    return out;
-  };
-}
-
-function failureOf(fn: () => unknown): ProbeFailure {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ProbeFailure) return err;
-    throw new Error(`expected a ProbeFailure, got ${String(err)}`);
-  }
-  throw new Error('expected a ProbeFailure, got a value');
-}
-
-const bytes = (s: string) => Buffer.from(s.replace(/[\s|]/g, ''), 'hex');
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+import { failureOf, fromHex, seededBytes, toHex } from '../helpers/bytes.js';
 
 /**
  * core.telegram.org/mtproto/samples-auth_key, "1. request req_pq_multi" and "2. response resPQ"
@@ -50,11 +26,11 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
  * says 0x90 (144) but the body shown is 80 bytes.
  */
 const SAMPLE_A = {
-  request: bytes(`
+  request: fromHex(`
     00 00 00 00 00 00 00 00 2C A3 0D 00 0D 0D C3 66
     14 00 00 00 F1 8E 7E BE AC 7E C6 49 66 2E CF 3C
     F3 BA 99 1B 9D 8D AB D5`),
-  response: bytes(`
+  response: fromHex(`
     00 00 00 00 00 00 00 00 01 74 FF E0 0D 0D C3 66
     90 00 00 00 63 24 16 05 AC 7E C6 49 66 2E CF 3C
     F3 BA 99 1B 9D 8D AB D5 6C 8D 9C F5 77 54 AE 5A
@@ -63,18 +39,18 @@ const SAMPLE_A = {
     35 5F C3 0B 21 6B E8 6C 02 2B B4 C3 85 FD 64 DE
     85 1D 9D D0`),
   messageId: 0x66c30d0d000da32cn,
-  nonce: bytes('AC7EC649662ECF3CF3BA991B9D8DABD5'),
-  serverNonce: bytes('6C8D9CF57754AE5A5CB305759A6050D0'),
+  nonce: fromHex('AC7EC649662ECF3CF3BA991B9D8DABD5'),
+  serverNonce: fromHex('6C8D9CF57754AE5A5CB305759A6050D0'),
   responseMessageId: 0x66c30d0de0ff7401n,
 };
 
 /** Snapshot B (https://corefork.telegram.org/mtproto/samples-auth_key): here the length field (0x50 = 80) matches the body. */
 const SAMPLE_B = {
-  request: bytes(`
+  request: fromHex(`
     00 00 00 00 00 00 00 00 E0 D1 0C 00 21 A9 72 68
     14 00 00 00 F1 8E 7E BE 75 E6 22 F3 BC 7D 71 46
     32 B8 33 82 1F D7 BB 0C`),
-  response: bytes(`
+  response: fromHex(`
     00 00 00 00 00 00 00 00 01 4C 52 79 21 A9 72 68
     50 00 00 00 63 24 16 05 75 E6 22 F3 BC 7D 71 46
     32 B8 33 82 1F D7 BB 0C 8E C5 3E C0 50 CB 2D 47
@@ -83,24 +59,24 @@ const SAMPLE_B = {
     85 1D 9D D0 A5 B7 F7 09 35 5F C3 0B 21 6B E8 6C
     02 2B B4 C3`),
   messageId: 0x6872a921000cd1e0n,
-  nonce: bytes('75E622F3BC7D714632B833821FD7BB0C'),
+  nonce: fromHex('75E622F3BC7D714632B833821FD7BB0C'),
 };
 
 describe('req_pq_multi against the samples-auth_key page', () => {
   it('encodes snapshot A byte for byte (40 bytes)', () => {
     const out = encodeReqPqMulti(SAMPLE_A.nonce, SAMPLE_A.messageId);
     expect(out.length).toBe(40);
-    expect(hex(out)).toBe(hex(SAMPLE_A.request));
+    expect(toHex(out)).toBe(toHex(SAMPLE_A.request));
   });
 
   it('encodes snapshot B byte for byte', () => {
-    expect(hex(encodeReqPqMulti(SAMPLE_B.nonce, SAMPLE_B.messageId))).toBe(hex(SAMPLE_B.request));
+    expect(toHex(encodeReqPqMulti(SAMPLE_B.nonce, SAMPLE_B.messageId))).toBe(toHex(SAMPLE_B.request));
   });
 
   it('decodes the sample request (the lab DC reads what clients send)', () => {
     const req = decodeReqPqMulti(SAMPLE_A.request);
     expect(req.messageId).toBe(SAMPLE_A.messageId);
-    expect(hex(req.nonce)).toBe(hex(SAMPLE_A.nonce));
+    expect(toHex(req.nonce)).toBe(toHex(SAMPLE_A.nonce));
   });
 
   it('rejects a nonce that is not 16 bytes (our misuse: RangeError)', () => {
@@ -112,9 +88,9 @@ describe('resPQ against the samples-auth_key page', () => {
   it('decodes snapshot A, whose length field claims 144 bytes for an 80-byte body', () => {
     const res = decodeResPQ(SAMPLE_A.response, SAMPLE_A.nonce);
     expect(res.messageId).toBe(SAMPLE_A.responseMessageId);
-    expect(hex(res.nonce)).toBe(hex(SAMPLE_A.nonce));
-    expect(hex(res.serverNonce)).toBe(hex(SAMPLE_A.serverNonce));
-    expect(hex(res.pq)).toBe('1be363a46f8edfc1');
+    expect(toHex(res.nonce)).toBe(toHex(SAMPLE_A.nonce));
+    expect(toHex(res.serverNonce)).toBe(toHex(SAMPLE_A.serverNonce));
+    expect(toHex(res.pq)).toBe('1be363a46f8edfc1');
     expect(res.fingerprintsHex).toEqual(['0bc35f3509f7b7a5', 'c3b42b026ce86b21', 'd09d1d85de64fd85']);
     expect(res.fingerprints).toEqual([0x0bc35f3509f7b7a5n, BigInt.asIntN(64, 0xc3b42b026ce86b21n), BigInt.asIntN(64, 0xd09d1d85de64fd85n)]);
     // The documented inconsistency: the field says 0x90, the page shows 80 bytes. Tolerated and reported.
@@ -127,7 +103,7 @@ describe('resPQ against the samples-auth_key page', () => {
     const res = decodeResPQ(SAMPLE_B.response, SAMPLE_B.nonce);
     expect(res.declaredLength).toBe(80);
     expect(res.bodyLength).toBe(80);
-    expect(hex(res.pq)).toBe('16e748b29522c68f');
+    expect(toHex(res.pq)).toBe('16e748b29522c68f');
     expect(res.fingerprintsHex).toEqual(['d09d1d85de64fd85', '0bc35f3509f7b7a5', 'c3b42b026ce86b21']);
   });
 
@@ -143,19 +119,19 @@ describe('resPQ against the samples-auth_key page', () => {
       messageId: SAMPLE_A.responseMessageId,
       nonce: SAMPLE_A.nonce,
       serverNonce: SAMPLE_A.serverNonce,
-      pq: bytes('1be363a46f8edfc1'),
+      pq: fromHex('1be363a46f8edfc1'),
       fingerprints: [0x0bc35f3509f7b7a5n, 0xc3b42b026ce86b21n, 0xd09d1d85de64fd85n],
       declaredLength: 0x90,
     });
-    expect(hex(out)).toBe(hex(SAMPLE_A.response));
+    expect(toHex(out)).toBe(toHex(SAMPLE_A.response));
   });
 
   it('a resPQ carrying another nonce is proto_mismatch, with both nonces in evidence', () => {
     const f = failureOf(() => decodeResPQ(SAMPLE_A.response, SAMPLE_B.nonce));
     expect(f.code).toBe('proto_mismatch');
     expect(f.evidence).toEqual({
-      expectedNonceHex: hex(SAMPLE_B.nonce),
-      receivedNonceHex: hex(SAMPLE_A.nonce),
+      expectedNonceHex: toHex(SAMPLE_B.nonce),
+      receivedNonceHex: toHex(SAMPLE_A.nonce),
     });
   });
 });
@@ -168,7 +144,7 @@ describe('message ids (core.telegram.org/mtproto/description#message-identifier-
   });
 
   it('client ids are divisible by 4, server answers are 1 mod 4, for any time', () => {
-    const random = seeded('msgid');
+    const random = seededBytes('msgid');
     for (let i = 0; i < 1000; i++) {
       const ms = 1.7e12 + (random(4).readUInt32LE() % 1e9) + (random(1)[0] ?? 0) / 256;
       expect(clientMessageId(ms) % 4n).toBe(0n);
@@ -197,16 +173,16 @@ describe('transport errors (core.telegram.org/mtproto/mtproto-transports)', () =
     ['44feffff', -444],
   ] as const) {
     it(`${wire} is proto_error with { transportError: ${code} }`, () => {
-      const f = failureOf(() => decodeResPQ(bytes(wire), SAMPLE_A.nonce));
+      const f = failureOf(() => decodeResPQ(fromHex(wire), SAMPLE_A.nonce));
       expect(f.code).toBe('proto_error');
       expect(f.evidence).toEqual({ transportError: code });
-      expect(failureOf(() => throwIfTransportError(bytes(wire))).evidence).toEqual({ transportError: code });
+      expect(failureOf(() => throwIfTransportError(fromHex(wire))).evidence).toEqual({ transportError: code });
     });
   }
 
   it('four non-negative bytes are not a transport error but a malformed message', () => {
-    expect(failureOf(() => decodeResPQ(bytes('94010000'))).code).toBe('proto_malformed');
-    expect(() => throwIfTransportError(bytes('94010000'))).not.toThrow();
+    expect(failureOf(() => decodeResPQ(fromHex('94010000'))).code).toBe('proto_malformed');
+    expect(() => throwIfTransportError(fromHex('94010000'))).not.toThrow();
   });
 });
 
@@ -216,7 +192,7 @@ describe('length and envelope checks', () => {
       messageId: 0x66c30d0de0ff7401n,
       nonce: SAMPLE_A.nonce,
       serverNonce: SAMPLE_A.serverNonce,
-      pq: bytes('1be363a46f8edfc1'),
+      pq: fromHex('1be363a46f8edfc1'),
       fingerprints: [0xd09d1d85de64fd85n],
       ...extra,
     });
@@ -263,12 +239,12 @@ describe('length and envelope checks', () => {
 
   it('rejects a resPQ whose pq or vector declares more than the frame holds, before allocating', () => {
     const header = encodeUnencryptedMessage(4n, new Uint8Array(0), 0).subarray(0, 20);
-    const hugePq = Buffer.concat([header, new TlWriter().uint32(0x05162463).int128(SAMPLE_A.nonce).int128(SAMPLE_A.nonce).finish(), bytes('feffffff')]);
+    const hugePq = Buffer.concat([header, new TlWriter().uint32(0x05162463).int128(SAMPLE_A.nonce).int128(SAMPLE_A.nonce).finish(), fromHex('feffffff')]);
     expect(failureOf(() => decodeResPQ(hugePq)).evidence).toMatchObject({ tlField: 'resPQ.pq' });
     const hugeVector = Buffer.concat([
       header,
       new TlWriter().uint32(0x05162463).int128(SAMPLE_A.nonce).int128(SAMPLE_A.nonce).bytes(new Uint8Array(8)).finish(),
-      bytes('15c4b51cffffff7f'),
+      fromHex('15c4b51cffffff7f'),
     ]);
     const f = failureOf(() => decodeResPQ(hugeVector));
     expect(f.code).toBe('proto_malformed');
@@ -278,7 +254,7 @@ describe('length and envelope checks', () => {
 
 describe('properties', () => {
   it('round trip: encodeResPQ then decodeResPQ gives the fields back', () => {
-    const random = seeded('respq-roundtrip');
+    const random = seededBytes('respq-roundtrip');
     for (let i = 0; i < 300; i++) {
       const fields = {
         messageId: serverResponseMessageId(1.7e12 + i * 997),
@@ -289,8 +265,8 @@ describe('properties', () => {
       };
       const res = decodeResPQ(encodeResPQ(fields), fields.nonce);
       expect(res.messageId).toBe(fields.messageId);
-      expect(hex(res.serverNonce)).toBe(hex(fields.serverNonce));
-      expect(hex(res.pq)).toBe(hex(fields.pq));
+      expect(toHex(res.serverNonce)).toBe(toHex(fields.serverNonce));
+      expect(toHex(res.pq)).toBe(toHex(fields.pq));
       expect(res.fingerprints).toEqual(fields.fingerprints);
       expect(res.fingerprintsHex).toEqual(fields.fingerprints.map(fingerprintHex));
       expect(res.declaredLength).toBe(res.bodyLength);
@@ -298,13 +274,13 @@ describe('properties', () => {
   });
 
   it('round trip: encodeReqPqMulti then decodeReqPqMulti', () => {
-    const random = seeded('req-roundtrip');
+    const random = seededBytes('req-roundtrip');
     for (let i = 0; i < 300; i++) {
       const nonce = random(16);
       const id = clientMessageId(1.7e12 + i * 7919);
       const req = decodeReqPqMulti(encodeReqPqMulti(nonce, id));
       expect(req.messageId).toBe(id);
-      expect(hex(req.nonce)).toBe(hex(nonce));
+      expect(toHex(req.nonce)).toBe(toHex(nonce));
     }
   });
 
@@ -316,7 +292,7 @@ describe('properties', () => {
   });
 
   it('fuzz: random bytes give proto_malformed, or proto_error exactly when they are a transport error', () => {
-    const random = seeded('respq-fuzz');
+    const random = seededBytes('respq-fuzz');
     for (let i = 0; i < 5000; i++) {
       const input = random((random(1)[0] ?? 0) % 160);
       if (i % 3 === 0) input.fill(0, 0, Math.min(8, input.length)); // get past the auth_key_id check often
@@ -334,7 +310,7 @@ describe('properties', () => {
   });
 
   it('fuzz: single-byte mutations of the sample parse, or fail as proto_malformed / proto_mismatch', () => {
-    const random = seeded('respq-mutate');
+    const random = seededBytes('respq-mutate');
     const seen = new Set<string>();
     for (let i = 0; i < 3000; i++) {
       const input = Buffer.from(SAMPLE_B.response);

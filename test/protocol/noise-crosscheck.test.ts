@@ -28,6 +28,7 @@ import { answerClientHello, WaNoiseClient, x25519KeyPairFromPrivate } from '../.
 import { connectionHeader } from '../../src/protocol/waframe.js';
 import { verifyCertChain } from '../../src/protocol/wacert.js';
 import { newLabWhatsAppIdentity } from '../helpers/wacerts.js';
+import { toHex } from '../helpers/bytes.js';
 
 interface NoiseSymmetricState {
   _state: number;
@@ -65,7 +66,6 @@ function readState(noise: NoiseC, ss: NoiseSymmetricState): { ck: string; h: str
   return { ck: toHex(heap.subarray(ckAddress, ckAddress + 32)), h: toHex(heap.subarray(ckAddress + 64, ckAddress + 96)) };
 }
 
-const toHex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const fixedKey = (label: string) => x25519KeyPairFromPrivate(createHash('sha256').update(label).digest());
 const dh = (privateKey: Uint8Array, publicKey: Uint8Array) => nobleX25519.getSharedSecret(privateKey, publicKey);
 

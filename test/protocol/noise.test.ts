@@ -13,27 +13,13 @@ import {
 } from '../../src/protocol/noise.js';
 import { connectionHeader, encodeFrame } from '../../src/protocol/waframe.js';
 import { encodeHandshakeMessage } from '../../src/protocol/waproto.js';
+import { failureOf, fuzzBytes, toHex } from '../helpers/bytes.js';
 
-const toHex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const sha256 = (...parts: Uint8Array[]) => {
   const h = createHash('sha256');
   for (const p of parts) h.update(p);
   return h.digest();
 };
-function fuzzBytes(seed: string, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i * 32 < n; i++) out.set(sha256(Buffer.from(`${seed}/${i}`)).subarray(0, Math.min(32, n - i * 32)), i * 32);
-  return out;
-}
-function failureOf(fn: () => unknown): ProbeFailure {
-  try {
-    fn();
-  } catch (err) {
-    if (!(err instanceof ProbeFailure)) throw err;
-    return err;
-  }
-  throw new Error('expected a ProbeFailure, got none');
-}
 
 const HEADER = connectionHeader(6, 3);
 const fixedKey = (label: string) => x25519KeyPairFromPrivate(sha256(Buffer.from(label)));

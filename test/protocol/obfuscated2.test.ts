@@ -1,4 +1,4 @@
-import { createCipheriv, createHash } from 'node:crypto';
+import { createCipheriv } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ProbeFailure } from '../../src/failure.js';
 import { decodeReqPqMulti, decodeResPQ, encodeReqPqMulti, encodeResPQ, serverResponseMessageId } from '../../src/protocol/mtproto.js';
@@ -13,37 +13,14 @@ import {
   obfuscated2ClientFromHeader,
   type ObfuscatedTransport,
 } from '../../src/protocol/obfuscated2.js';
-
-function seeded(seed: string): (n: number) => Buffer {
-  let counter = 0;
-  let pool = Buffer.alloc(0);
-  return (n) => {
-    while (pool.length < n) pool = Buffer.concat([pool, createHash('sha256').update(`${seed}:${counter++}`).digest()]);
-    const out = Buffer.from(pool.subarray(0, n));
-    pool = pool.subarray(n);
-    return out;
-  };
-}
-
-function failureOf(fn: () => unknown): ProbeFailure {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ProbeFailure) return err;
-    throw new Error(`expected a ProbeFailure, got ${String(err)}`);
-  }
-  throw new Error('expected a ProbeFailure, got a value');
-}
-
-const bytes = (s: string) => Buffer.from(s.replace(/\s/g, ''), 'hex');
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+import { failureOf, fromHex, seededBytes, toHex } from '../helpers/bytes.js';
 
 /** A header that passes every rule: 0x10, 0x11, ... 0x4f. */
 const ALLOWED = Buffer.from(Array.from({ length: 64 }, (_, i) => 0x10 + i));
 
 function withStart(startHex: string): Buffer {
   const h = Buffer.from(ALLOWED);
-  bytes(startHex).copy(h, 0);
+  fromHex(startHex).copy(h, 0);
   return h;
 }
 
@@ -55,7 +32,7 @@ function withStart(startHex: string): Buffer {
 function ctrKeystream(key: Uint8Array, iv: Uint8Array, length: number): Buffer {
   const ecb = createCipheriv('aes-256-ecb', key, null).setAutoPadding(false);
   const blocks: Buffer[] = [];
-  let counter = BigInt('0x' + hex(iv));
+  let counter = BigInt('0x' + toHex(iv));
   for (let produced = 0; produced < length; produced += 16) {
     blocks.push(Buffer.from(counter.toString(16).padStart(32, '0'), 'hex'));
     counter = (counter + 1n) & ((1n << 128n) - 1n);
@@ -68,10 +45,10 @@ const xor = (a: Uint8Array, b: Uint8Array) => Buffer.from(a.map((v, i) => v ^ (b
 describe('forbidden header starts (tdlib td/mtproto/TcpTransport.cpp, ObfuscatedTransport::init)', () => {
   const forbidden: [string, string][] = [
     ['first byte EF (abridged tag)', 'ef'],
-    ['HEAD', hex(Buffer.from('HEAD'))],
-    ['POST', hex(Buffer.from('POST'))],
-    ['GET ', hex(Buffer.from('GET '))],
-    ['OPTI (OPTIONS)', hex(Buffer.from('OPTI'))],
+    ['HEAD', toHex(Buffer.from('HEAD'))],
+    ['POST', toHex(Buffer.from('POST'))],
+    ['GET ', toHex(Buffer.from('GET '))],
+    ['OPTI (OPTIONS)', toHex(Buffer.from('OPTI'))],
     ['EEEEEEEE (intermediate tag)', 'eeeeeeee'],
     ['DDDDDDDD (padded intermediate tag)', 'dddddddd'],
     ['16 03 01 02 (TLS record)', '16030102'],
@@ -85,7 +62,7 @@ describe('forbidden header starts (tdlib td/mtproto/TcpTransport.cpp, Obfuscated
 
   it('allows an ordinary header, and words tdlib does not list (PVrG, which Telethon and gramjs add)', () => {
     expect(isForbiddenHeader(ALLOWED)).toBe(false);
-    expect(isForbiddenHeader(withStart(hex(Buffer.from('PVrG'))))).toBe(false);
+    expect(isForbiddenHeader(withStart(toHex(Buffer.from('PVrG'))))).toBe(false);
     expect(isForbiddenHeader(withStart('efefefef').fill(0x10, 0, 1))).toBe(false);
   });
 
@@ -99,17 +76,17 @@ describe('forbidden header starts (tdlib td/mtproto/TcpTransport.cpp, Obfuscated
 
 describe('generateObfuscated2Header', () => {
   it('draws again until the header is allowed, then writes the tag at 56 and the dc id at 60', () => {
-    const draws = [withStart('ef'), withStart(hex(Buffer.from('GET '))), withStart('1011121300000000'), ALLOWED];
+    const draws = [withStart('ef'), withStart(toHex(Buffer.from('GET '))), withStart('1011121300000000'), ALLOWED];
     let calls = 0;
     const header = generateObfuscated2Header('intermediate', 2, (n) => {
       calls++;
       return draws.shift()!.subarray(0, n);
     });
     expect(calls).toBe(4);
-    expect(hex(header.subarray(0, 56))).toBe(hex(ALLOWED.subarray(0, 56)));
-    expect(hex(header.subarray(56, 60))).toBe('eeeeeeee');
-    expect(hex(header.subarray(60, 62))).toBe('0200');
-    expect(hex(header.subarray(62))).toBe(hex(ALLOWED.subarray(62)));
+    expect(toHex(header.subarray(0, 56))).toBe(toHex(ALLOWED.subarray(0, 56)));
+    expect(toHex(header.subarray(56, 60))).toBe('eeeeeeee');
+    expect(toHex(header.subarray(60, 62))).toBe('0200');
+    expect(toHex(header.subarray(62))).toBe(toHex(ALLOWED.subarray(62)));
   });
 
   it('writes each tag, and negative (media) DC ids as int16 LE', () => {
@@ -119,12 +96,12 @@ describe('generateObfuscated2Header', () => {
       ['padded_intermediate', 'dddddddd'],
     ];
     for (const [transport, tag] of tags) {
-      expect(hex(generateObfuscated2Header(transport, -4, () => ALLOWED).subarray(56, 62))).toBe(tag + 'fcff');
+      expect(toHex(generateObfuscated2Header(transport, -4, () => ALLOWED).subarray(56, 62))).toBe(tag + 'fcff');
     }
   });
 
   it('leaves bytes 60-61 random for dc id 0, as tdlib does', () => {
-    expect(hex(generateObfuscated2Header('intermediate', 0, () => ALLOWED).subarray(60, 62))).toBe(hex(ALLOWED.subarray(60, 62)));
+    expect(toHex(generateObfuscated2Header('intermediate', 0, () => ALLOWED).subarray(60, 62))).toBe(toHex(ALLOWED.subarray(60, 62)));
   });
 
   it('gives up after 10 forbidden draws (a broken random source), and refuses non-int16 DC ids', () => {
@@ -147,8 +124,8 @@ describe('key derivation and the header on the wire', () => {
   it('sends bytes 0-55 in clear and 56-63 encrypted with key = header[8..40), iv = header[40..56)', () => {
     const client = obfuscated2ClientFromHeader(plain);
     const keystream = ctrKeystream(plain.subarray(8, 40), plain.subarray(40, 56), 64);
-    expect(hex(client.header.subarray(0, 56))).toBe(hex(plain.subarray(0, 56)));
-    expect(hex(client.header.subarray(56))).toBe(hex(xor(plain.subarray(56), keystream.subarray(56))));
+    expect(toHex(client.header.subarray(0, 56))).toBe(toHex(plain.subarray(0, 56)));
+    expect(toHex(client.header.subarray(56))).toBe(toHex(xor(plain.subarray(56), keystream.subarray(56))));
     expect(client.transport).toBe('intermediate');
     expect(client.dcId).toBe(2);
   });
@@ -157,7 +134,7 @@ describe('key derivation and the header on the wire', () => {
     const client = obfuscated2ClientFromHeader(plain);
     const data = Buffer.alloc(100, 0x5a);
     const keystream = ctrKeystream(plain.subarray(8, 40), plain.subarray(40, 56), 164);
-    expect(hex(client.encrypt(data))).toBe(hex(xor(data, keystream.subarray(64))));
+    expect(toHex(client.encrypt(data))).toBe(toHex(xor(data, keystream.subarray(64))));
   });
 
   it('decrypts server->client bytes with key and iv from the reversed header', () => {
@@ -165,11 +142,11 @@ describe('key derivation and the header on the wire', () => {
     const rev = Buffer.from(plain).reverse();
     const keystream = ctrKeystream(rev.subarray(8, 40), rev.subarray(40, 56), 50);
     const answer = Buffer.alloc(50, 0xa5);
-    expect(hex(client.decrypt(xor(answer, keystream)))).toBe(hex(answer));
+    expect(toHex(client.decrypt(xor(answer, keystream)))).toBe(toHex(answer));
   });
 
   it('encrypting in pieces equals encrypting at once (the CTR stream continues across calls)', () => {
-    const random = seeded('o2-pieces');
+    const random = seededBytes('o2-pieces');
     const data = random(3000);
     const whole = obfuscated2ClientFromHeader(plain).encrypt(data);
     const pieces = obfuscated2ClientFromHeader(plain);
@@ -179,7 +156,7 @@ describe('key derivation and the header on the wire', () => {
       parts.push(pieces.encrypt(data.subarray(at, at + size)));
       at += size;
     }
-    expect(hex(Buffer.concat(parts))).toBe(hex(whole));
+    expect(toHex(Buffer.concat(parts))).toBe(toHex(whole));
   });
 });
 
@@ -187,16 +164,16 @@ describe('server side (the lab DC)', () => {
   const transports = Object.keys(OBFUSCATED2_TAG) as ObfuscatedTransport[];
   for (const transport of transports) {
     it(`${transport}: reads the header, decrypts the client stream, answers in the other direction`, () => {
-      const random = seeded(`o2-server-${transport}`);
+      const random = seededBytes(`o2-server-${transport}`);
       const client = createObfuscated2Client(transport, -3);
       const server = acceptObfuscated2Client(client.header);
       expect(server.transport).toBe(transport);
       expect(server.dcId).toBe(-3);
       for (let i = 0; i < 50; i++) {
         const up = random(1 + ((random(1)[0] ?? 0) % 200));
-        expect(hex(server.decrypt(client.encrypt(up)))).toBe(hex(up));
+        expect(toHex(server.decrypt(client.encrypt(up)))).toBe(toHex(up));
         const down = random(1 + ((random(1)[0] ?? 0) % 200));
-        expect(hex(client.decrypt(server.encrypt(down)))).toBe(hex(down));
+        expect(toHex(client.decrypt(server.encrypt(down)))).toBe(toHex(down));
       }
     });
   }
@@ -210,7 +187,7 @@ describe('server side (the lab DC)', () => {
   });
 
   it('fuzz: random 64-byte headers are proto_malformed (or, rarely, a valid tag), never another exception', () => {
-    const random = seeded('o2-fuzz');
+    const random = seededBytes('o2-fuzz');
     let accepted = 0;
     for (let i = 0; i < 3000; i++) {
       try {
@@ -228,7 +205,7 @@ describe('server side (the lab DC)', () => {
 describe('req_pq_multi over obfuscated2, end to end in memory', () => {
   for (const transport of ['intermediate', 'padded_intermediate', 'abridged'] as const) {
     it(`${transport}: client -> lab DC -> client, resPQ nonce checked`, () => {
-      const nonce = bytes('AC7EC649662ECF3CF3BA991B9D8DABD5');
+      const nonce = fromHex('AC7EC649662ECF3CF3BA991B9D8DABD5');
       // Client: header, then frames without a tag (the tag travels in the header), encrypted.
       const client = createObfuscated2Client(transport, 2);
       const clientFrames = createFrameEncoder(transport, { sendTag: false });
@@ -244,8 +221,8 @@ describe('req_pq_multi over obfuscated2, end to end in memory', () => {
       const answer = encodeResPQ({
         messageId: serverResponseMessageId(1_724_058_893_000),
         nonce: req.nonce,
-        serverNonce: bytes('6C8D9CF57754AE5A5CB305759A6050D0'),
-        pq: bytes('1be363a46f8edfc1'),
+        serverNonce: fromHex('6C8D9CF57754AE5A5CB305759A6050D0'),
+        pq: fromHex('1be363a46f8edfc1'),
         fingerprints: [0xd09d1d85de64fd85n],
       });
       const down = server.encrypt(createFrameEncoder(server.transport, { sendTag: false }).encode(answer));

@@ -1,27 +1,7 @@
-import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ProbeFailure } from '../../src/failure.js';
 import { decodeMessage, decodeVarint, encodeMessage, encodeVarint, WireType } from '../../src/protocol/protobuf.js';
-
-const hex = (s: string) => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
-const toHex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-
-/** Deterministic pseudo-random bytes (SHA-256 in counter mode), so a failing case can be replayed. */
-function fuzzBytes(seed: string, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i * 32 < n; i++) out.set(createHash('sha256').update(`${seed}/${i}`).digest().subarray(0, Math.min(32, n - i * 32)), i * 32);
-  return out;
-}
-
-function failureOf(fn: () => unknown): ProbeFailure {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ProbeFailure);
-    return err as ProbeFailure;
-  }
-  throw new Error('expected a ProbeFailure, got none');
-}
+import { failureOf, fromHexUint8, fuzzBytes, toHex } from '../helpers/bytes.js';
 
 describe('varint', () => {
   // Vectors from protobuf.dev "Encoding": 1 -> 01, 150 -> 96 01; 300 -> ac 02 (Base 128 Varints).
@@ -35,28 +15,28 @@ describe('varint', () => {
     [0xffff_ffff, 'ffffffff0f'],
   ])('encodes %d as %s and decodes it back', (value, encoded) => {
     expect(toHex(encodeVarint(value))).toBe(encoded);
-    expect(decodeVarint(hex(encoded), 0)).toEqual({ value: BigInt(value), next: encoded.length / 2 });
+    expect(decodeVarint(fromHexUint8(encoded), 0)).toEqual({ value: BigInt(value), next: encoded.length / 2 });
   });
 
   it('handles the full 64-bit range', () => {
     const max = (1n << 64n) - 1n;
     expect(toHex(encodeVarint(max))).toBe('ffffffffffffffffff01');
-    expect(decodeVarint(hex('ffffffffffffffffff01'), 0).value).toBe(max);
+    expect(decodeVarint(fromHexUint8('ffffffffffffffffff01'), 0).value).toBe(max);
     expect(() => encodeVarint(max + 1n)).toThrow(RangeError);
     expect(() => encodeVarint(-1)).toThrow(RangeError);
   });
 
   it('rejects truncated, overlong and over-64-bit varints as proto_malformed', () => {
-    expect(failureOf(() => decodeVarint(hex('80'), 0)).code).toBe('proto_malformed');
-    expect(failureOf(() => decodeVarint(hex(''), 0)).message).toBe('protobuf: truncated varint');
-    expect(failureOf(() => decodeVarint(hex('ffffffffffffffffffff01'), 0)).message).toBe('protobuf: varint longer than 10 bytes');
-    expect(failureOf(() => decodeVarint(hex('ffffffffffffffffff02'), 0)).message).toBe('protobuf: varint exceeds 64 bits');
+    expect(failureOf(() => decodeVarint(fromHexUint8('80'), 0)).code).toBe('proto_malformed');
+    expect(failureOf(() => decodeVarint(fromHexUint8(''), 0)).message).toBe('protobuf: truncated varint');
+    expect(failureOf(() => decodeVarint(fromHexUint8('ffffffffffffffffffff01'), 0)).message).toBe('protobuf: varint longer than 10 bytes');
+    expect(failureOf(() => decodeVarint(fromHexUint8('ffffffffffffffffff02'), 0)).message).toBe('protobuf: varint exceeds 64 bits');
   });
 });
 
 describe('decodeMessage', () => {
   it('reads the protobuf.dev examples: 08 96 01 and 12 07 "testing"', () => {
-    const m = decodeMessage(hex('089601 120774657374696e67'));
+    const m = decodeMessage(fromHexUint8('089601 120774657374696e67'));
     expect(m.uint32(1)).toBe(150);
     expect(Buffer.from(m.bytes(2)!).toString()).toBe('testing');
     expect(m.has(3)).toBe(false);
@@ -64,7 +44,7 @@ describe('decodeMessage', () => {
   });
 
   it('returns length-delimited values as views of the input (signed bytes stay exact)', () => {
-    const input = hex('0a03010203');
+    const input = fromHexUint8('0a03010203');
     const value = decodeMessage(input).bytes(1)!;
     expect(value.buffer).toBe(input.buffer);
     expect(value.byteOffset).toBe(2);
@@ -72,17 +52,17 @@ describe('decodeMessage', () => {
 
   it('skips unknown fields of every wire type', () => {
     // field 9 fixed32, field 10 fixed64, field 11 varint, field 12 bytes, then field 1 bytes
-    const m = decodeMessage(hex('4d01020304 510102030405060708 5805 6201ff 0a02abcd'));
+    const m = decodeMessage(fromHexUint8('4d01020304 510102030405060708 5805 6201ff 0a02abcd'));
     expect(toHex(m.bytes(1)!)).toBe('abcd');
-    expect(m.fields.get(9)).toEqual([{ wireType: WireType.fixed32, value: hex('01020304') }]);
+    expect(m.fields.get(9)).toEqual([{ wireType: WireType.fixed32, value: fromHexUint8('01020304') }]);
   });
 
   it('keeps the last occurrence of a singular field, as protobuf parsers do', () => {
-    expect(decodeMessage(hex('0801 0802')).uint32(1)).toBe(2);
+    expect(decodeMessage(fromHexUint8('0801 0802')).uint32(1)).toBe(2);
   });
 
   it('reads bools and large uint64 values', () => {
-    const m = decodeMessage(hex('0801 10ffffffffffffff0f'));
+    const m = decodeMessage(fromHexUint8('0801 10ffffffffffffff0f'));
     expect(m.bool(1)).toBe(true);
     expect(m.uint64(2)).toBe(Number.MAX_SAFE_INTEGER);
   });
@@ -98,13 +78,13 @@ describe('decodeMessage', () => {
     ['a truncated tag', '80', 'protobuf: truncated varint'],
     ['a tag over 32 bits', '8080808010', 'protobuf: tag exceeds 32 bits'],
   ])('rejects %s as proto_malformed', (_name, bytes, message) => {
-    const f = failureOf(() => decodeMessage(hex(bytes)));
+    const f = failureOf(() => decodeMessage(fromHexUint8(bytes)));
     expect(f.code).toBe('proto_malformed');
     expect(f.message).toBe(message);
   });
 
   it('rejects a field read with the wrong wire type or out of range', () => {
-    const m = decodeMessage(hex('0801 1201ff 18ffffffff1f 20808080808080808001'));
+    const m = decodeMessage(fromHexUint8('0801 1201ff 18ffffffff1f 20808080808080808001'));
     expect(failureOf(() => m.bytes(1, 'ephemeral')).message).toBe('protobuf: ephemeral has wire type 0, expected 2');
     expect(failureOf(() => m.uint32(2)).message).toBe('protobuf: field 2 has wire type 2, expected 0');
     expect(failureOf(() => m.uint32(3, 'serial')).message).toBe('protobuf: serial exceeds uint32');

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { ProbeFailure } from '../../src/failure.js';
 import { deterministicRng } from '../../src/protocol/media-packet.js';
 import { decodeRtp, encodeRtp, rtpHeaderLength } from '../../src/protocol/rtp.js';
+import { failureCodeOf } from '../helpers/bytes.js';
 
 /**
  * pion/rtp packet_test.go TestBasic (also the seed of its FuzzUnmarshalPacket): V=2, X=1, M=1,
@@ -11,16 +11,6 @@ import { decodeRtp, encodeRtp, rtpHeaderLength } from '../../src/protocol/rtp.js
 const PION_BASIC = Buffer.from([
   0x90, 0xe0, 0x69, 0x8f, 0xd9, 0xc2, 0x93, 0xda, 0x1c, 0x64, 0x27, 0x82, 0x00, 0x01, 0x00, 0x01, 0xff, 0xff, 0xff, 0xff, 0x98, 0x36, 0xbe, 0x88, 0x9e,
 ]);
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ProbeFailure) return err.code;
-    throw err;
-  }
-  return 'none';
-}
 
 describe('decodeRtp', () => {
   it('reads pion/rtp TestBasic field by field', () => {
@@ -62,7 +52,7 @@ describe('decodeRtp', () => {
     ['padding count beyond the payload', 'a0e0698fd9c293da1c642782aabb04'],
     ['padding set with no room for its count', 'a0e0698fd9c293da1c642782'],
   ])('rejects %s with proto_malformed', (_name, hex) => {
-    expect(codeOf(() => decodeRtp(Buffer.from(hex, 'hex')))).toBe('proto_malformed');
+    expect(failureCodeOf(() => decodeRtp(Buffer.from(hex, 'hex')))).toBe('proto_malformed');
   });
 
   it('accepts a padding count that takes the whole payload', () => {
@@ -146,7 +136,7 @@ describe('decodeRtp fuzz', () => {
           input = m;
         }
       }
-      const code = codeOf(() => decodeRtp(input));
+      const code = failureCodeOf(() => decodeRtp(input));
       expect(['none', 'proto_malformed']).toContain(code);
       if (code === 'proto_malformed') malformed++;
     }

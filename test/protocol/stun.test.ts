@@ -28,6 +28,7 @@ import {
 import * as A from '../../src/protocol/stun-attributes.js';
 import { ATTR, ERROR } from '../../src/protocol/stun-attributes.js';
 import { longTermKey, saslprep, shortTermKey, userhashOf } from '../../src/protocol/turn.js';
+import { expectMalformed, fromHex, mulberry32, randomBytesFrom } from '../helpers/bytes.js';
 
 // ---------------------------------------------------------------------------------------------
 // Published vectors.
@@ -40,15 +41,13 @@ import { longTermKey, saslprep, shortTermKey, userhashOf } from '../../src/proto
 // say" text, as quoted identically by two independent implementations' test suites; they check
 // out here (USERHASH and MESSAGE-INTEGRITY-SHA256 both verify), the printed ones do not.
 
-const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
-
 /** RFC 5769 §2.1-2.3: short-term credential password. */
 const RFC5769_PASSWORD = 'VOkJxbRl1RmTxUk/WvJxBt';
 /** RFC 5769 §2.1-2.3: transaction id. */
-const RFC5769_TXID = hex('b7e7a701 bc34d686 fa87dfae');
+const RFC5769_TXID = fromHex('b7e7a701 bc34d686 fa87dfae');
 
 /** RFC 5769 §2.1 Sample Request: SOFTWARE, PRIORITY, ICE-CONTROLLED, USERNAME (padded with 0x20), MI, FINGERPRINT. */
-const RFC5769_REQUEST = hex(`
+const RFC5769_REQUEST = fromHex(`
   00 01 00 58  21 12 a4 42  b7 e7 a7 01  bc 34 d6 86  fa 87 df ae
   80 22 00 10  53 54 55 4e  20 74 65 73  74 20 63 6c  69 65 6e 74
   00 24 00 04  6e 00 01 ff
@@ -58,7 +57,7 @@ const RFC5769_REQUEST = hex(`
   80 28 00 04  e5 7a 3b cf`);
 
 /** RFC 5769 §2.2 Sample IPv4 Response: SOFTWARE "test vector" (padded with 0x20), XOR-MAPPED-ADDRESS 192.0.2.1:32853. */
-const RFC5769_RESPONSE_V4 = hex(`
+const RFC5769_RESPONSE_V4 = fromHex(`
   01 01 00 3c  21 12 a4 42  b7 e7 a7 01  bc 34 d6 86  fa 87 df ae
   80 22 00 0b  74 65 73 74  20 76 65 63  74 6f 72 20
   00 20 00 08  00 01 a1 47  e1 12 a6 43
@@ -66,7 +65,7 @@ const RFC5769_RESPONSE_V4 = hex(`
   80 28 00 04  c0 7d 4c 96`);
 
 /** RFC 5769 §2.3 Sample IPv6 Response: XOR-MAPPED-ADDRESS [2001:db8:1234:5678:11:2233:4455:6677]:32853. */
-const RFC5769_RESPONSE_V6 = hex(`
+const RFC5769_RESPONSE_V6 = fromHex(`
   01 01 00 48  21 12 a4 42  b7 e7 a7 01  bc 34 d6 86  fa 87 df ae
   80 22 00 0b  74 65 73 74  20 76 65 63  74 6f 72 20
   00 20 00 14  00 02 a1 47  01 13 a9 fa  a5 d3 f1 79  bc 25 f4 b5  be d2 b9 d9
@@ -78,10 +77,10 @@ const LONG_TERM_USERNAME = '\u30DE\u30C8\u30EA\u30C3\u30AF\u30B9';
 const LONG_TERM_REALM = 'example.org';
 const LONG_TERM_PASSWORD_RAW = 'The\u00ADM\u00AAtr\u2168';
 const LONG_TERM_PASSWORD = 'TheMatrIX';
-const LONG_TERM_TXID = hex('78ad3433 c6ad72c0 29da412e');
+const LONG_TERM_TXID = fromHex('78ad3433 c6ad72c0 29da412e');
 
 /** RFC 5769 §2.4 Sample Request with Long-Term Authentication (MD5 key, HMAC-SHA1, padding 0x00). */
-const RFC5769_LONG_TERM_REQUEST = hex(`
+const RFC5769_LONG_TERM_REQUEST = fromHex(`
   00 01 00 60  21 12 a4 42  78 ad 34 33  c6 ad 72 c0  29 da 41 2e
   00 06 00 12  e3 83 9e e3  83 88 e3 83  aa e3 83 83  e3 82 af e3  82 b9 00 00
   00 15 00 1c  66 2f 2f 34  39 39 6b 39  35 34 64 36  4f 4c 33 34  6f 4c 39 46  53 54 76 79  36 34 73 41
@@ -90,7 +89,7 @@ const RFC5769_LONG_TERM_REQUEST = hex(`
 const RFC5769_NONCE = 'f//499k954d6OL34oL9FSTvy64sA';
 
 /** RFC 8489 Appendix B.1 as corrected by Errata ID 6268: USERHASH, NONCE, REALM, PASSWORD-ALGORITHM (SHA-256), MI-SHA256. */
-const RFC8489_B1_CORRECTED = hex(`
+const RFC8489_B1_CORRECTED = fromHex(`
   00 01 00 90  21 12 a4 42  78 ad 34 33  c6 ad 72 c0  29 da 41 2e
   00 1e 00 20  4a 3c f3 8f  ef 69 92 bd  a9 52 c6 78  04 17 da 0f  24 81 94 15  56 9e 60 b2  05 c4 6e 41  40 7f 17 04
   00 15 00 29  6f 62 4d 61  74 4a 6f 73  32 41 41 41  43 66 2f 2f  34 39 39 6b  39 35 34 64  36 4f 4c 33
@@ -101,31 +100,13 @@ const RFC8489_B1_CORRECTED = hex(`
 const RFC8489_NONCE = 'obMatJos2AAACf//499k954d6OL34oL9FSTvy64sA';
 
 /** RFC 8489 Appendix B.1 as printed (wrong: see above), kept to show why the erratum is needed. */
-const RFC8489_B1_PRINTED = hex(`
+const RFC8489_B1_PRINTED = fromHex(`
   00 01 00 9c  21 12 a4 42  78 ad 34 33  c6 ad 72 c0  29 da 41 2e
   00 1e 00 20  4a 3c f3 8f  ef 69 92 bd  a9 52 c6 78  04 17 da 0f  24 81 94 15  56 9e 60 b2  05 c4 6e 41  40 7f 17 04
   00 15 00 29  6f 62 4d 61  74 4a 6f 73  32 41 41 41  43 66 2f 2f  34 39 39 6b  39 35 34 64  36 4f 4c 33
                34 6f 4c 39  46 53 54 76  79 36 34 73  41 00 00 00
   00 14 00 0b  65 78 61 6d  70 6c 65 2e  6f 72 67 00
   00 1c 00 20  e4 68 6c 8f  0e de b5 90  13 e0 70 90  01 0a 93 ef  cc bc cc 54  4c 0a 45 d9  f8 30 aa 6d  6f 73 5a 01`);
-
-/** Deterministic PRNG (mulberry32) so a fuzz failure can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomBytesFrom(rand: () => number, n: number): Buffer {
-  const out = Buffer.alloc(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(rand() * 256);
-  return out;
-}
 
 const SHORT_KEY = shortTermKey(RFC5769_PASSWORD);
 const LONG_KEY_MD5 = longTermKey(LONG_TERM_USERNAME, LONG_TERM_REALM, LONG_TERM_PASSWORD);
@@ -144,17 +125,6 @@ function reencode(msg: StunMessage, opts: { key?: Buffer; sha256Key?: Buffer; pa
     fingerprint: findAttribute(msg, ATTR.FINGERPRINT) !== undefined,
     paddingByte: opts.paddingByte,
   });
-}
-
-function expectMalformed(fn: () => unknown): ProbeFailure {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ProbeFailure);
-    expect((err as ProbeFailure).code).toBe('proto_malformed');
-    return err as ProbeFailure;
-  }
-  throw new Error('expected proto_malformed, nothing was thrown');
 }
 
 describe('RFC 5769 §2.1 sample request', () => {
@@ -327,10 +297,10 @@ describe('RFC 8489 Appendix B.1 (SHA-256, USERHASH) as corrected by Errata ID 62
     const prefix = Buffer.from(RFC8489_B1_CORRECTED.subarray(0, RFC8489_B1_CORRECTED.length - 36));
     prefix.writeUInt16BE(0x90 - 16, 2);
     const mac = createHmac('sha256', LONG_KEY_SHA256).update(prefix).digest().subarray(0, 16);
-    const truncated = Buffer.concat([prefix, hex('001c 0010'), mac]);
+    const truncated = Buffer.concat([prefix, fromHex('001c 0010'), mac]);
     expect(verifyIntegrity(parseMessage(truncated), LONG_KEY_SHA256)).toBe(true);
     mac[15] = (mac[15] as number) ^ 1;
-    expect(verifyIntegrity(parseMessage(Buffer.concat([prefix, hex('001c 0010'), mac])), LONG_KEY_SHA256)).toBe(false);
+    expect(verifyIntegrity(parseMessage(Buffer.concat([prefix, fromHex('001c 0010'), mac])), LONG_KEY_SHA256)).toBe(false);
   });
 
   it('the printed vector is malformed (length 0x9c counts the header) and, length fixed, verifies with no key', () => {
@@ -519,7 +489,7 @@ describe('error responses (RFC 8489 §14.8, RFC 8656 §19)', () => {
 
   it('decodes a hand-written Allocate 401 byte for byte', () => {
     // Allocate error response (0x0113), ERROR-CODE class 4 number 1 "Unauthorized", REALM "lab".
-    const bytes = hex(`
+    const bytes = fromHex(`
       01 13 00 1c  21 12 a4 42  00 00 00 00  00 00 00 00  00 00 00 01
       00 09 00 10  00 00 04 01  55 6e 61 75  74 68 6f 72  69 7a 65 64
       00 14 00 03  6c 61 62 00`);
@@ -527,16 +497,16 @@ describe('error responses (RFC 8489 §14.8, RFC 8656 §19)', () => {
     expect(msg.method).toBe(0x003);
     expect(msg.class).toBe('error');
     expect(A.getErrorCode(msg)).toEqual({ code: ERROR.UNAUTHENTICATED, reason: 'Unauthorized' });
-    expect(A.errorCode(401, 'Unauthorized').value).toEqual(hex('00000401 556e617574686f72697a6564'));
+    expect(A.errorCode(401, 'Unauthorized').value).toEqual(fromHex('00000401 556e617574686f72697a6564'));
   });
 
   it('raises proto_malformed for a class outside 3-6, a number above 99 or a short value', () => {
     const withValue = (value: Buffer): StunMessage =>
       parseMessage(buildMessage({ method: 1, class: 'error', transactionId: newTransactionId(), attributes: [{ type: ATTR.ERROR_CODE, value }] }));
-    expectMalformed(() => A.getErrorCode(withValue(hex('00000201'))));
-    expectMalformed(() => A.getErrorCode(withValue(hex('00000701'))));
-    expectMalformed(() => A.getErrorCode(withValue(hex('00000464'))));
-    expectMalformed(() => A.getErrorCode(withValue(hex('000004'))));
+    expectMalformed(() => A.getErrorCode(withValue(fromHex('00000201'))));
+    expectMalformed(() => A.getErrorCode(withValue(fromHex('00000701'))));
+    expectMalformed(() => A.getErrorCode(withValue(fromHex('00000464'))));
+    expectMalformed(() => A.getErrorCode(withValue(fromHex('000004'))));
   });
 
   it('reads UNKNOWN-ATTRIBUTES', () => {
@@ -555,21 +525,21 @@ describe('structure checks', () => {
     expectMalformed(() => parseMessage(notStun));
     expectMalformed(() => parseMessage(Buffer.concat([RFC5769_RESPONSE_V4, Buffer.alloc(4)])));
     expectMalformed(() => parseMessage(RFC5769_RESPONSE_V4.subarray(0, RFC5769_RESPONSE_V4.length - 4)));
-    const odd = hex('0001 0006 2112a442 000000000000000000000001 8022 0002 6869');
+    const odd = fromHex('0001 0006 2112a442 000000000000000000000001 8022 0002 6869');
     expectMalformed(() => parseMessage(odd));
   });
 
   it('bounds-checks a declared length larger than the buffer before touching it', () => {
-    const huge = hex('0001 fffc 2112a442 000000000000000000000001');
+    const huge = fromHex('0001 fffc 2112a442 000000000000000000000001');
     expect(expectMalformed(() => parseMessage(huge)).message).toBe('STUN length field says 65532 bytes of attributes, 0 present');
-    const attr = hex('0001 0008 2112a442 000000000000000000000001 8022 ffff 00000000');
+    const attr = fromHex('0001 0008 2112a442 000000000000000000000001 8022 ffff 00000000');
     expect(expectMalformed(() => parseMessage(attr)).message).toBe('attribute 0x8022 declares 65535 bytes, 4 left');
-    const trunc = hex('0001 0004 2112a442 000000000000000000000001 8022 0008');
+    const trunc = fromHex('0001 0004 2112a442 000000000000000000000001 8022 0008');
     expectMalformed(() => parseMessage(trunc));
   });
 
   it('puts attributes after MESSAGE-INTEGRITY (other than MI-SHA256 and FINGERPRINT) in `ignored`', () => {
-    const appended = Buffer.concat([RFC5769_LONG_TERM_REQUEST, hex('8022 0004 65766c21')]);
+    const appended = Buffer.concat([RFC5769_LONG_TERM_REQUEST, fromHex('8022 0004 65766c21')]);
     appended.writeUInt16BE(0x60 + 8, 2);
     const msg = parseMessage(appended);
     expect(msg.ignored.map((a) => a.type)).toEqual([ATTR.SOFTWARE]);
@@ -578,7 +548,7 @@ describe('structure checks', () => {
   });
 
   it('rejects an attribute after FINGERPRINT and mis-sized positional attributes', () => {
-    const after = Buffer.concat([RFC5769_RESPONSE_V4, hex('8022 0000')]);
+    const after = Buffer.concat([RFC5769_RESPONSE_V4, fromHex('8022 0000')]);
     after.writeUInt16BE(0x3c + 4, 2);
     expect(expectMalformed(() => parseMessage(after)).message).toBe('attribute after FINGERPRINT, which must be last (RFC 8489 §14.7)');
     const id = newTransactionId();
@@ -605,9 +575,9 @@ describe('isStunMessage (RFC 7983 demultiplexing)', () => {
     for (const v of [RFC5769_REQUEST, RFC5769_RESPONSE_V4, RFC5769_RESPONSE_V6, RFC5769_LONG_TERM_REQUEST, RFC8489_B1_CORRECTED]) {
       expect(isStunMessage(v)).toBe(true);
     }
-    expect(isStunMessage(hex('80 00 00 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00'))).toBe(false); // RTP
-    expect(isStunMessage(hex('40 00 00 10 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00'))).toBe(false); // ChannelData
-    expect(isStunMessage(hex('16 fe fd 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00'))).toBe(false); // DTLS
+    expect(isStunMessage(fromHex('80 00 00 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00'))).toBe(false); // RTP
+    expect(isStunMessage(fromHex('40 00 00 10 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00'))).toBe(false); // ChannelData
+    expect(isStunMessage(fromHex('16 fe fd 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00'))).toBe(false); // DTLS
     expect(isStunMessage(RFC5769_REQUEST.subarray(0, 100))).toBe(false);
   });
 
@@ -663,7 +633,7 @@ describe('classic RFC 3489 form, against node-stun (an RFC 3489 implementation)'
   });
 
   it('reads a classic attribute whose last padding is missing (RFC 3489 had no padding rule)', () => {
-    const bytes = hex('0101 0006 01020304 05060708090a0b0c0d0e0f10 8022 0002 6869');
+    const bytes = fromHex('0101 0006 01020304 05060708090a0b0c0d0e0f10 8022 0002 6869');
     const msg = parseMessage(bytes);
     expect(msg.magicCookie).toBe(false);
     expect(A.getSoftware(msg)).toBe('hi');
@@ -802,14 +772,14 @@ function stunShaped(rand: () => number): Buffer {
 
 describe('fuzz', () => {
   it('random bytes: 5000 buffers of 0-120 bytes', () => {
-    const rand = prng(0x5eed0001);
+    const rand = mulberry32(0x5eed0001);
     const tally = { parsed: 0, malformed: 0 };
     for (let i = 0; i < 5000; i++) exercise(randomBytesFrom(rand, Math.floor(rand() * 121)), tally);
     expect(tally.parsed + tally.malformed).toBe(5000);
   });
 
   it('STUN-shaped random messages: 5000, most of which parse and reach the getters', () => {
-    const rand = prng(0x5eed0002);
+    const rand = mulberry32(0x5eed0002);
     const tally = { parsed: 0, malformed: 0 };
     for (let i = 0; i < 5000; i++) exercise(stunShaped(rand), tally);
     expect(tally.parsed).toBeGreaterThan(1000);
@@ -824,7 +794,7 @@ describe('fuzz', () => {
   });
 
   it('every single-byte change of every vector (8 values per byte), and 4000 multi-byte mutations', () => {
-    const rand = prng(0x5eed0003);
+    const rand = mulberry32(0x5eed0003);
     const tally = { parsed: 0, malformed: 0 };
     for (const v of VECTORS) {
       for (let i = 0; i < v.length; i++) {

@@ -1,31 +1,7 @@
-import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ProbeFailure } from '../../src/failure.js';
 import { TL_CONSTRUCTOR, TlReader, TlWriter, constructorHex } from '../../src/protocol/tl.js';
-
-/** Deterministic bytes for the fuzz loops: SHA-256 in counter mode over a seed. */
-function seeded(seed: string): (n: number) => Buffer {
-  let counter = 0;
-  let pool = Buffer.alloc(0);
-  return (n) => {
-    while (pool.length < n) pool = Buffer.concat([pool, createHash('sha256').update(`${seed}:${counter++}`).digest()]);
-    const out = Buffer.from(pool.subarray(0, n));
-    pool = pool.subarray(n);
-    return out;
-  };
-}
-
-function failureOf(fn: () => unknown): ProbeFailure {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ProbeFailure) return err;
-    throw new Error(`expected a ProbeFailure, got ${String(err)}`);
-  }
-  throw new Error('expected a ProbeFailure, got a value');
-}
-
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+import { failureOf, seededBytes, toHex } from '../helpers/bytes.js';
 
 describe('TL constructor ids (tdlib td/generate/scheme/mtproto_api.tl)', () => {
   it('match the schema', () => {
@@ -34,9 +10,9 @@ describe('TL constructor ids (tdlib td/generate/scheme/mtproto_api.tl)', () => {
     expect(constructorHex(TL_CONSTRUCTOR.vector)).toBe('1cb5c415');
   });
   it('are written little-endian, as in the samples-auth_key dumps', () => {
-    expect(hex(new TlWriter().uint32(TL_CONSTRUCTOR.reqPqMulti).finish())).toBe('f18e7ebe');
-    expect(hex(new TlWriter().uint32(TL_CONSTRUCTOR.resPQ).finish())).toBe('63241605');
-    expect(hex(new TlWriter().uint32(TL_CONSTRUCTOR.vector).finish())).toBe('15c4b51c');
+    expect(toHex(new TlWriter().uint32(TL_CONSTRUCTOR.reqPqMulti).finish())).toBe('f18e7ebe');
+    expect(toHex(new TlWriter().uint32(TL_CONSTRUCTOR.resPQ).finish())).toBe('63241605');
+    expect(toHex(new TlWriter().uint32(TL_CONSTRUCTOR.vector).finish())).toBe('15c4b51c');
   });
 });
 
@@ -49,29 +25,29 @@ describe('TlWriter', () => {
       .int64(0xd09d1d85de64fd85n)
       .int128(Uint8Array.from({ length: 16 }, (_, i) => i))
       .finish();
-    expect(hex(out)).toBe('6cfeffff' + 'efbeadde' + 'feffffffffffffff' + '85fd64de851d9dd0' + '000102030405060708090a0b0c0d0e0f');
+    expect(toHex(out)).toBe('6cfeffff' + 'efbeadde' + 'feffffffffffffff' + '85fd64de851d9dd0' + '000102030405060708090a0b0c0d0e0f');
   });
 
   it('pads short strings to a multiple of 4 with zeros (1-byte length)', () => {
-    expect(hex(new TlWriter().bytes(new Uint8Array(0)).finish())).toBe('00000000');
-    expect(hex(new TlWriter().bytes(Uint8Array.of(1, 2, 3)).finish())).toBe('03010203');
+    expect(toHex(new TlWriter().bytes(new Uint8Array(0)).finish())).toBe('00000000');
+    expect(toHex(new TlWriter().bytes(Uint8Array.of(1, 2, 3)).finish())).toBe('03010203');
     // The pq of the samples-auth_key resPQ: 8 bytes, 3 bytes of padding.
-    expect(hex(new TlWriter().bytes(Buffer.from('1be363a46f8edfc1', 'hex')).finish())).toBe('081be363a46f8edfc1000000');
+    expect(toHex(new TlWriter().bytes(Buffer.from('1be363a46f8edfc1', 'hex')).finish())).toBe('081be363a46f8edfc1000000');
     expect(new TlWriter().bytes(new Uint8Array(253)).finish().length).toBe(256);
   });
 
   it('uses FE and a 3-byte length from 254 bytes on', () => {
     const out = new TlWriter().bytes(new Uint8Array(254).fill(7)).finish();
-    expect(hex(out.subarray(0, 4))).toBe('fefe0000');
+    expect(toHex(out.subarray(0, 4))).toBe('fefe0000');
     expect(out.length).toBe(260);
     const big = new TlWriter().bytes(new Uint8Array(70000)).finish();
-    expect(hex(big.subarray(0, 4))).toBe('fe701101');
+    expect(toHex(big.subarray(0, 4))).toBe('fe701101');
     expect(big.length).toBe(70004);
   });
 
   it('writes a boxed Vector<long>', () => {
     const out = new TlWriter().vectorLong([0x0bc35f3509f7b7a5n, 0xc3b42b026ce86b21n]).finish();
-    expect(hex(out)).toBe('15c4b51c' + '02000000' + 'a5b7f709355fc30b' + '216be86c022bb4c3');
+    expect(toHex(out)).toBe('15c4b51c' + '02000000' + 'a5b7f709355fc30b' + '216be86c022bb4c3');
   });
 
   it('rejects its own misuse with RangeError (not a parse failure)', () => {
@@ -83,7 +59,7 @@ describe('TlWriter', () => {
 
 describe('TlReader', () => {
   it('reads back what the writer wrote (round trip over string lengths 0..600)', () => {
-    const random = seeded('tl-roundtrip');
+    const random = seededBytes('tl-roundtrip');
     for (let n = 0; n <= 600; n++) {
       const value = random(n);
       const longs = [BigInt.asIntN(64, random(8).readBigUInt64LE()), -1n, 0n];
@@ -91,7 +67,7 @@ describe('TlReader', () => {
       expect(bytes.length % 4).toBe(0);
       const r = new TlReader(bytes);
       expect(r.int32()).toBe(n);
-      expect(hex(r.bytes())).toBe(hex(value));
+      expect(toHex(r.bytes())).toBe(toHex(value));
       expect(r.vectorLong()).toEqual(longs);
       expect(r.int128().length).toBe(16);
       expect(r.remaining).toBe(0);
@@ -148,7 +124,7 @@ describe('TlReader', () => {
   });
 
   it('fuzz: random and truncated bytes give a value or proto_malformed, never another exception', () => {
-    const random = seeded('tl-fuzz');
+    const random = seededBytes('tl-fuzz');
     const valid = new TlWriter().bytes(random(300)).vectorLong([1n, 2n, 3n]).bytes(random(5)).finish();
     const inputs: Uint8Array[] = [];
     for (let i = 0; i < 2000; i++) inputs.push(random(random(1)[0] ?? 0));

@@ -25,32 +25,7 @@ import {
   turnErrorFailure,
   userhashOf,
 } from '../../src/protocol/turn.js';
-
-const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
-
-function expectMalformed(fn: () => unknown): ProbeFailure {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ProbeFailure);
-    expect((err as ProbeFailure).code).toBe('proto_malformed');
-    return err as ProbeFailure;
-  }
-  throw new Error('expected proto_malformed, nothing was thrown');
-}
-
-/** Deterministic PRNG (mulberry32) so a fuzz failure can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const randomBytesFrom = (rand: () => number, n: number): Buffer => Buffer.from(Array.from({ length: n }, () => Math.floor(rand() * 256)));
+import { expectMalformed, fromHex, mulberry32, randomBytesFrom } from '../helpers/bytes.js';
 
 describe('TURN methods (RFC 8656 §17)', () => {
   it('have the registered numbers and message types', () => {
@@ -73,7 +48,7 @@ describe('TURN methods (RFC 8656 §17)', () => {
 });
 
 describe('TURN attributes (RFC 8656 §18)', () => {
-  const id = hex('0102030405060708090a0b0c');
+  const id = fromHex('0102030405060708090a0b0c');
 
   it('an authenticated Allocate request: exact bytes up to MESSAGE-INTEGRITY, verifiable', () => {
     const key = longTermKey('alice', 'lab', 'pw');
@@ -185,7 +160,7 @@ describe('TURN attributes (RFC 8656 §18)', () => {
       expectMalformed(() => get(msg));
     }
     const overrun = parseMessage(
-      buildMessage({ method: 3, class: 'success', transactionId: id, attributes: [{ type: ATTR.PASSWORD_ALGORITHMS, value: hex('0001 0008 0000') }] }),
+      buildMessage({ method: 3, class: 'success', transactionId: id, attributes: [{ type: ATTR.PASSWORD_ALGORITHMS, value: fromHex('0001 0008 0000') }] }),
     );
     expectMalformed(() => A.getPasswordAlgorithms(overrun));
   });
@@ -201,11 +176,11 @@ describe('ChannelData (RFC 8656 §12.4-12.5)', () => {
   });
 
   it('decodes UDP datagrams with or without padding, streams only with it', () => {
-    expect(decodeChannelData(hex('40010003010203'))).toEqual({ channel: 0x4001, data: Buffer.from([1, 2, 3]) });
-    expect(decodeChannelData(hex('4001000301020300'))).toEqual({ channel: 0x4001, data: Buffer.from([1, 2, 3]) });
-    expect(decodeChannelData(hex('4001000301020300'), { stream: true })).toEqual({ channel: 0x4001, data: Buffer.from([1, 2, 3]) });
-    expectMalformed(() => decodeChannelData(hex('40010003010203'), { stream: true }));
-    expectMalformed(() => decodeChannelData(hex('400100030102030000')));
+    expect(decodeChannelData(fromHex('40010003010203'))).toEqual({ channel: 0x4001, data: Buffer.from([1, 2, 3]) });
+    expect(decodeChannelData(fromHex('4001000301020300'))).toEqual({ channel: 0x4001, data: Buffer.from([1, 2, 3]) });
+    expect(decodeChannelData(fromHex('4001000301020300'), { stream: true })).toEqual({ channel: 0x4001, data: Buffer.from([1, 2, 3]) });
+    expectMalformed(() => decodeChannelData(fromHex('40010003010203'), { stream: true }));
+    expectMalformed(() => decodeChannelData(fromHex('400100030102030000')));
   });
 
   it('rejects channels outside 0x4000-0x4FFF and lengths beyond the buffer', () => {
@@ -214,18 +189,18 @@ describe('ChannelData (RFC 8656 §12.4-12.5)', () => {
     expect(() => encodeChannelData(0x3fff, Buffer.alloc(1))).toThrow(RangeError);
     expect(() => encodeChannelData(0x5000, Buffer.alloc(1))).toThrow(RangeError);
     expect(() => encodeChannelData(0x4000, Buffer.alloc(0x10000))).toThrow(RangeError);
-    expectMalformed(() => decodeChannelData(hex('5000 0001 00')));
-    expectMalformed(() => decodeChannelData(hex('3fff 0001 00')));
-    expect(expectMalformed(() => decodeChannelData(hex('4000 ffff 00'))).message).toBe('ChannelData length says 65535 bytes, 1 present');
-    expectMalformed(() => decodeChannelData(hex('4000 00')));
+    expectMalformed(() => decodeChannelData(fromHex('5000 0001 00')));
+    expectMalformed(() => decodeChannelData(fromHex('3fff 0001 00')));
+    expect(expectMalformed(() => decodeChannelData(fromHex('4000 ffff 00'))).message).toBe('ChannelData length says 65535 bytes, 1 present');
+    expectMalformed(() => decodeChannelData(fromHex('4000 00')));
   });
 
   it('isChannelData follows RFC 7983 (first byte 64-79)', () => {
-    expect(isChannelData(hex('40000000'))).toBe(true);
-    expect(isChannelData(hex('4f000000'))).toBe(true);
-    expect(isChannelData(hex('50000000'))).toBe(false);
-    expect(isChannelData(hex('00010000'))).toBe(false);
-    expect(isChannelData(hex('4000'))).toBe(false);
+    expect(isChannelData(fromHex('40000000'))).toBe(true);
+    expect(isChannelData(fromHex('4f000000'))).toBe(true);
+    expect(isChannelData(fromHex('50000000'))).toBe(false);
+    expect(isChannelData(fromHex('00010000'))).toBe(false);
+    expect(isChannelData(fromHex('4000'))).toBe(false);
   });
 });
 
@@ -251,12 +226,12 @@ describe('stream framing (TURN over TCP/TLS)', () => {
   });
 
   it('waits for 4 bytes, and rejects a first byte that is neither STUN nor ChannelData', () => {
-    expect(streamFrameLength(hex('0001 00'))).toBeUndefined();
-    expect(streamFrameLength(hex('4000 0005'))).toEqual({ kind: 'channel-data', length: 12 });
-    expect(streamFrameLength(hex('0101 0010'))).toEqual({ kind: 'stun', length: 36 });
-    expect(expectMalformed(() => streamFrameLength(hex('8000 0000'))).message).toBe('neither STUN nor ChannelData: first byte 0x80');
-    expectMalformed(() => streamFrameLength(hex('5000 0000')));
-    expectMalformed(() => streamFrameLength(hex('1603 0300'))); // a TLS record where TURN was expected
+    expect(streamFrameLength(fromHex('0001 00'))).toBeUndefined();
+    expect(streamFrameLength(fromHex('4000 0005'))).toEqual({ kind: 'channel-data', length: 12 });
+    expect(streamFrameLength(fromHex('0101 0010'))).toEqual({ kind: 'stun', length: 36 });
+    expect(expectMalformed(() => streamFrameLength(fromHex('8000 0000'))).message).toBe('neither STUN nor ChannelData: first byte 0x80');
+    expectMalformed(() => streamFrameLength(fromHex('5000 0000')));
+    expectMalformed(() => streamFrameLength(fromHex('1603 0300'))); // a TLS record where TURN was expected
   });
 });
 
@@ -319,7 +294,7 @@ describe('fuzz', () => {
   };
 
   it('decodeChannelData and streamFrameLength on 5000 random buffers', () => {
-    const rand = prng(0x7e11);
+    const rand = mulberry32(0x7e11);
     const seen = { ok: 0, malformed: 0 };
     for (let i = 0; i < 5000; i++) {
       const b = randomBytesFrom(rand, Math.floor(rand() * 24));
@@ -335,7 +310,7 @@ describe('fuzz', () => {
   });
 
   it('every truncation and byte change of TURN messages reaches the TURN getters safely', () => {
-    const rand = prng(0x7e12);
+    const rand = mulberry32(0x7e12);
     const id = newTransactionId();
     const samples = [
       buildMessage({

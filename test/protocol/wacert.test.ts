@@ -26,15 +26,10 @@ import {
   newSigningKey,
   type LabCertChainOptions,
 } from '../helpers/wacerts.js';
+import { fuzzBytes, toHex } from '../helpers/bytes.js';
 
 const NOW = 1_780_000_000; // a fixed clock (2026-05-28), so validity checks are exact
 const DAY = 86_400;
-const toHex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-function fuzzBytes(seed: string, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i * 32 < n; i++) out.set(createHash('sha256').update(`${seed}/${i}`).digest().subarray(0, Math.min(32, n - i * 32)), i * 32);
-  return out;
-}
 
 const root = newSigningKey();
 const intermediate = newSigningKey();

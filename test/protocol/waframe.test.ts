@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ProbeFailure } from '../../src/failure.js';
 import {
@@ -9,25 +8,7 @@ import {
   PROTOCOL_MAX_FRAME_SIZE,
   WA_HEADER_LENGTH,
 } from '../../src/protocol/waframe.js';
-
-const hex = (s: string) => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
-const toHex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-
-function fuzzBytes(seed: string, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i * 32 < n; i++) out.set(createHash('sha256').update(`${seed}/${i}`).digest().subarray(0, Math.min(32, n - i * 32)), i * 32);
-  return out;
-}
-
-function failureOf(fn: () => unknown): ProbeFailure {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ProbeFailure);
-    return err as ProbeFailure;
-  }
-  throw new Error('expected a ProbeFailure, got none');
-}
+import { failureOf, fromHexUint8, fuzzBytes, toHex } from '../helpers/bytes.js';
 
 describe('connectionHeader', () => {
   it("is 'W' 'A' magic version: 57 41 06 03 for WhatsApp's current values", () => {
@@ -45,7 +26,7 @@ describe('connectionHeader', () => {
 describe('encodeFrame', () => {
   it('prefixes a 3-byte big-endian length', () => {
     expect(toHex(encodeFrame(new Uint8Array(0)))).toBe('000000');
-    expect(toHex(encodeFrame(hex('abcdef')))).toBe('000003abcdef');
+    expect(toHex(encodeFrame(fromHexUint8('abcdef')))).toBe('000003abcdef');
     expect(toHex(encodeFrame(new Uint8Array(0x24)).subarray(0, 3))).toBe('000024');
     expect(toHex(encodeFrame(new Uint8Array(0x012345)).subarray(0, 3))).toBe('012345');
   });
@@ -59,14 +40,14 @@ describe('encodeFrame', () => {
 describe('FrameDecoder', () => {
   it('decodes frames from one chunk', () => {
     const d = new FrameDecoder();
-    expect(d.push(hex('000002aabb 000000 000001cc')).map(toHex)).toEqual(['aabb', '', 'cc']);
+    expect(d.push(fromHexUint8('000002aabb 000000 000001cc')).map(toHex)).toEqual(['aabb', '', 'cc']);
     expect(d.bufferedBytes).toBe(0);
     expect(d.bytesReceived).toBe(12);
     d.end();
   });
 
   it('decodes the same frames whatever the chunking (every single split, and byte by byte)', () => {
-    const stream = hex('000002aabb 000003010203 000000 000001ff');
+    const stream = fromHexUint8('000002aabb 000003010203 000000 000001ff');
     const expected = ['aabb', '010203', '', 'ff'];
     for (let split = 0; split <= stream.length; split++) {
       const d = new FrameDecoder();
@@ -83,26 +64,26 @@ describe('FrameDecoder', () => {
   it("takes the client's connection header first when asked (server side)", () => {
     const d = new FrameDecoder({ headerLength: WA_HEADER_LENGTH });
     expect(d.header).toBeNull();
-    expect(d.push(hex('5741'))).toEqual([]);
+    expect(d.push(fromHexUint8('5741'))).toEqual([]);
     expect(d.header).toBeNull();
-    expect(d.push(hex('0603 000002')).map(toHex)).toEqual([]);
+    expect(d.push(fromHexUint8('0603 000002')).map(toHex)).toEqual([]);
     expect(toHex(d.header!)).toBe('57410603');
-    expect(d.push(hex('abcd')).map(toHex)).toEqual(['abcd']);
+    expect(d.push(fromHexUint8('abcd')).map(toHex)).toEqual(['abcd']);
     d.end();
   });
 
   it('does not alias the caller\'s chunk buffers', () => {
     const d = new FrameDecoder();
-    const chunk = hex('000002aa');
+    const chunk = fromHexUint8('000002aa');
     d.push(chunk);
     chunk.fill(0);
-    expect(d.push(hex('bb')).map(toHex)).toEqual(['aabb']);
+    expect(d.push(fromHexUint8('bb')).map(toHex)).toEqual(['aabb']);
   });
 
   it('accepts a frame of exactly the limit and rejects one byte more', () => {
     const ok = new FrameDecoder({ maxFrameSize: 5 });
-    expect(ok.push(hex('000005 0102030405')).map(toHex)).toEqual(['0102030405']);
-    const f = failureOf(() => new FrameDecoder({ maxFrameSize: 5 }).push(hex('000006')));
+    expect(ok.push(fromHexUint8('000005 0102030405')).map(toHex)).toEqual(['0102030405']);
+    const f = failureOf(() => new FrameDecoder({ maxFrameSize: 5 }).push(fromHexUint8('000006')));
     expect(f.code).toBe('proto_malformed');
     expect(f.evidence).toEqual({ declaredLength: 6, maxFrameSize: 5, lengthHex: '000006' });
   });
@@ -110,9 +91,9 @@ describe('FrameDecoder', () => {
   it('rejects a 16 MB declared length as soon as its 3 length bytes arrive, buffering nothing', () => {
     const d = new FrameDecoder();
     expect(d.maxFrameSize).toBe(DEFAULT_MAX_FRAME_SIZE);
-    expect(d.push(hex('ff'))).toEqual([]);
-    expect(d.push(hex('ff'))).toEqual([]);
-    const f = failureOf(() => d.push(hex('ff')));
+    expect(d.push(fromHexUint8('ff'))).toEqual([]);
+    expect(d.push(fromHexUint8('ff'))).toEqual([]);
+    const f = failureOf(() => d.push(fromHexUint8('ff')));
     expect(f.code).toBe('proto_malformed');
     expect(f.message).toBe('frame declares 16777215 bytes, above the limit of 65536');
     expect(f.evidence).toEqual({ declaredLength: 0xffffff, maxFrameSize: 65536, lengthHex: 'ffffff' });
@@ -125,9 +106,9 @@ describe('FrameDecoder', () => {
 
   it('delivers the frames before an oversized length in the same chunk, then fails', () => {
     const d = new FrameDecoder({ maxFrameSize: 100 });
-    expect(d.push(hex('000001aa 000065 ffff')).map(toHex)).toEqual(['aa']);
+    expect(d.push(fromHexUint8('000001aa 000065 ffff')).map(toHex)).toEqual(['aa']);
     expect(d.bufferedBytes).toBe(0);
-    const f = failureOf(() => d.push(hex('00')));
+    const f = failureOf(() => d.push(fromHexUint8('00')));
     expect(f.code).toBe('proto_malformed');
     expect(f.evidence.declaredLength).toBe(101);
     expect(failureOf(() => d.end())).toBe(f);
@@ -141,18 +122,18 @@ describe('FrameDecoder', () => {
 
   it('reports a stream that ends inside a frame or header as truncated (proto_malformed)', () => {
     const partialBody = new FrameDecoder();
-    partialBody.push(hex('000005 0102'));
+    partialBody.push(fromHexUint8('000005 0102'));
     const f = failureOf(() => partialBody.end());
     expect(f.code).toBe('proto_malformed');
     expect(f.message).toBe('stream ended inside a frame (truncated)');
     expect(f.evidence).toEqual({ bufferedBytes: 5, declaredLength: 5 });
 
     const partialLength = new FrameDecoder();
-    partialLength.push(hex('00'));
+    partialLength.push(fromHexUint8('00'));
     expect(failureOf(() => partialLength.end()).evidence).toEqual({ bufferedBytes: 1 });
 
     const partialHeader = new FrameDecoder({ headerLength: 4 });
-    partialHeader.push(hex('5741'));
+    partialHeader.push(fromHexUint8('5741'));
     expect(failureOf(() => partialHeader.end()).message).toBe('stream ended inside the 4-byte connection header');
 
     new FrameDecoder().end(); // nothing received: not truncated

@@ -3,22 +3,13 @@
  * vector, and signatures made live by @signalapp/libsignal-client (Signal's Rust library, prebuilt),
  * which is the signature scheme of WhatsApp's Noise certificates.
  */
-import { createHash } from 'node:crypto';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { PrivateKey, PublicKey } from '@signalapp/libsignal-client';
 import { describe, expect, it } from 'vitest';
 import { montgomeryToEdwards, xeddsaVerify } from '../../src/protocol/xeddsa.js';
 import { WA_ROOT_PUBLIC_KEY } from '../../src/protocol/wacert.js';
 import { encodeCertDetails } from '../../src/protocol/waproto.js';
-
-const hex = (s: string) => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
-const toHex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-
-function fuzzBytes(seed: string, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i * 32 < n; i++) out.set(createHash('sha256').update(`${seed}/${i}`).digest().subarray(0, Math.min(32, n - i * 32)), i * 32);
-  return out;
-}
+import { fromHexUint8, fuzzBytes, toHex } from '../helpers/bytes.js';
 
 /**
  * libsignal `rust/core/src/curve/curve25519.rs` test_signature (signalapp/libsignal, checked at
@@ -26,10 +17,10 @@ function fuzzBytes(seed: string, n: number): Uint8Array {
  * Its last byte 0x88 has the top bit set, so it exercises the Edwards sign bit.
  */
 const LIBSIGNAL_VECTOR = {
-  privateKey: hex('c0972484 12e58bf0 5df48796 82051327 94178e36 7637f581 8f81e0e6 ce73e865'),
-  publicKey: hex('ab7e717d 4a163b7d 9a1d8071 dfe9dcf8 cdcd1cea 3339b635 6be84d88 7e322c64'),
-  message: hex('05 edce9d9c 415ca78c b7252e72 c2c4a554 d3eb2948 5a0e1d50 3118d1a8 2d99fb4a'),
-  signature: hex(
+  privateKey: fromHexUint8('c0972484 12e58bf0 5df48796 82051327 94178e36 7637f581 8f81e0e6 ce73e865'),
+  publicKey: fromHexUint8('ab7e717d 4a163b7d 9a1d8071 dfe9dcf8 cdcd1cea 3339b635 6be84d88 7e322c64'),
+  message: fromHexUint8('05 edce9d9c 415ca78c b7252e72 c2c4a554 d3eb2948 5a0e1d50 3118d1a8 2d99fb4a'),
+  signature: fromHexUint8(
     '5de88ca9 a89b4a11 5da79109 c67c9c74 64a3e418 0274f1cb 8c63c298 4e286dfb' +
       'ede82deb 9dcd9fae 0bfbb821 569b3d90 01bd8130 cd11d486 cef047bd 60b86e88',
   ),
@@ -44,7 +35,7 @@ describe('montgomeryToEdwards', () => {
   });
 
   it('has no image for u = -1 and refuses keys that are not 32 bytes', () => {
-    const minusOne = hex('ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f');
+    const minusOne = fromHexUint8('ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f');
     expect(montgomeryToEdwards(minusOne, 0)).toBeNull();
     expect(montgomeryToEdwards(new Uint8Array(31), 0)).toBeNull();
   });
