@@ -9,6 +9,7 @@ import {
   createLab,
   createLabCa,
   describeLab,
+  runOnceInLab,
   startDnsServer,
   startEchoServer,
   type Lab,
@@ -20,7 +21,7 @@ import {
  */
 describeLab('foundation scenarios through a censor', () => {
   let lab: Lab;
-  let results: Map<string, ProbeResult>;
+  let get: (target: string) => ProbeResult;
   let exitCode: number | null;
   let rules: Record<string, { packets: number; bytes: number }>;
 
@@ -61,59 +62,32 @@ describeLab('foundation scenarios through a censor', () => {
     ]);
 
     const target = (name: string, where: string, phases: string) => `  - name: ${name}\n    ${where}\n    phases: ${phases}\n`;
-    writeFileSync(
-      join(lab.tmpDir, 'lab.yaml'),
-      'service: lab\ntargets:\n' +
-        target('nxdomain', 'host: missing.lab.test\n    port: 8443', '[dns, tcp]') +
-        target('bogon', 'host: bogon.lab.test\n    port: 8443', '[dns, tcp]') +
-        target('dns-timeout', 'host: slow.lab.test\n    port: 8443', '[dns, tcp]') +
-        target('syn-drop', 'host: 198.18.2.2\n    port: 7001', '[tcp]') +
-        target('syn-rst', 'host: 198.18.2.2\n    port: 7002', '[tcp]') +
-        target('hello-rst', 'host: tls.lab.test\n    port: 8445', '[dns, tcp, tls]') +
-        target('hello-drop', 'host: tls.lab.test\n    port: 8444', '[dns, tcp, tls]') +
-        target('wrong-name', 'host: tls.lab.test\n    port: 8446', '[dns, tcp, tls]') +
-        target('ws-refused', 'url: ws://198.18.2.2:8080/refuse', '[websocket]') +
-        target('denied', `host: ${DENIED}\n    port: 9999`, '[tcp]') +
-        target('full-path', 'url: wss://ws.lab.test:8447/chat', '[dns, tcp, tls, websocket]'),
-    );
-    writeFileSync(
-      join(lab.tmpDir, 'controls.yaml'),
-      'service: control\ncontrol: true\ntargets:\n' + target('domestic', 'host: tls.lab.test\n    port: 8443', '[dns, tcp, tls]'),
-    );
-    const config = join(lab.tmpDir, 'callprobe.yaml');
-    writeFileSync(
-      config,
-      `vantage: { name: lab-client }
-embeddedCatalogues: false
-catalogues: [lab.yaml, controls.yaml]
-schedule: { concurrency: 12, phaseTimeout: 2s }
-dataDir: ${join(lab.tmpDir, 'data')}
-dns: { resolver: "198.18.2.2:53" }
-tls: { extraCa: [ca.pem] }
-safety:
-  allow: [127.0.0.0/8, "::1/128", 198.18.0.0/15]
-  deny: [${DENIED}/32]
-`,
-    );
-    const res = await lab.run('client', process.execPath, ['dist/cli.js', 'once', '--config', config, '--json'], { timeoutMs: 30_000 });
-    exitCode = res.code;
-    if (!res.stdout.trim()) throw new Error(`callprobe once printed nothing: ${res.stderr}`);
-    results = new Map(
-      res.stdout
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l) as ProbeResult)
-        .map((r) => [r.target, r]),
-    );
+    const run = await runOnceInLab(lab, {
+      catalogues: {
+        'lab.yaml':
+          'service: lab\ntargets:\n' +
+          target('nxdomain', 'host: missing.lab.test\n    port: 8443', '[dns, tcp]') +
+          target('bogon', 'host: bogon.lab.test\n    port: 8443', '[dns, tcp]') +
+          target('dns-timeout', 'host: slow.lab.test\n    port: 8443', '[dns, tcp]') +
+          target('syn-drop', 'host: 198.18.2.2\n    port: 7001', '[tcp]') +
+          target('syn-rst', 'host: 198.18.2.2\n    port: 7002', '[tcp]') +
+          target('hello-rst', 'host: tls.lab.test\n    port: 8445', '[dns, tcp, tls]') +
+          target('hello-drop', 'host: tls.lab.test\n    port: 8444', '[dns, tcp, tls]') +
+          target('wrong-name', 'host: tls.lab.test\n    port: 8446', '[dns, tcp, tls]') +
+          target('ws-refused', 'url: ws://198.18.2.2:8080/refuse', '[websocket]') +
+          target('denied', `host: ${DENIED}\n    port: 9999`, '[tcp]') +
+          target('full-path', 'url: wss://ws.lab.test:8447/chat', '[dns, tcp, tls, websocket]'),
+        'controls.yaml': 'service: control\ncontrol: true\ntargets:\n' + target('domestic', 'host: tls.lab.test\n    port: 8443', '[dns, tcp, tls]'),
+      },
+      deny: [`${DENIED}/32`],
+      extraConfig: 'tls: { extraCa: [ca.pem] }',
+    });
+    exitCode = run.code;
+    get = run.get;
     rules = await counters(lab);
   }, 90_000);
   afterAll(() => lab?.destroy());
 
-  const get = (name: string): ProbeResult => {
-    const r = results.get(name);
-    if (!r) throw new Error(`no result for ${name}`);
-    return r;
-  };
 
   it('runs the control first and exits 1 because probes failed', () => {
     expect(exitCode).toBe(1);

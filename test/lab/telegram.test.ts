@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { ProbeResult } from '../../src/result.js';
 import { GARBAGE_PAYLOAD, LAB_PQ, type DcListener } from './servers/telegram-dc.js';
-import { REPO_ROOT, applyCensor, counters, createLab, createLabCa, describeLab, startDnsServer, startNodeServer, type Lab, type LabServer, type ServerEvent } from './index.js';
+import { REPO_ROOT, applyCensor, counters, createLab, createLabCa, describeLab, runOnceInLab, startDnsServer, startNodeServer, type Lab, type LabServer, type ServerEvent } from './index.js';
 
 const TELEGRAM_DC_SCRIPT = join(REPO_ROOT, 'test/lab/servers/telegram-dc.ts');
 const SERVER = '198.18.2.2';
@@ -89,29 +89,15 @@ describeLab('telegram (MTProto) through a censor', () => {
         `  - { name: lab-tcp, host: ${SERVER}, port: 443, phases: [tcp] }\n` +
         '  - { name: lab-tls, host: venus.lab.test, port: 8443, phases: [dns, tcp, tls] }\n',
     );
-    const config = join(lab.tmpDir, 'callprobe.yaml');
-    writeFileSync(
-      config,
-      `vantage: { name: lab-client }
-embeddedCatalogues: false
-catalogues: [telegram.yaml, controls.yaml]
-schedule: { concurrency: 16, phaseTimeout: 3s }
-dataDir: ${join(lab.tmpDir, 'data')}
-dns: { resolver: "${SERVER}:53" }
-tls: { extraCa: [ca.pem] }
-safety: { allow: [127.0.0.0/8, "::1/128", 198.18.0.0/15] }
-`,
-    );
-    const res = await lab.run('client', process.execPath, ['dist/cli.js', 'once', '--config', config, '--json'], { timeoutMs: 30_000 });
-    exitCode = res.code;
-    if (!res.stdout.trim()) throw new Error(`callprobe once printed nothing: ${res.stderr}`);
-    results = new Map(
-      res.stdout
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l) as ProbeResult)
-        .map((r) => [r.target, r]),
-    );
+    const run = await runOnceInLab(lab, {
+      catalogueFiles: ['telegram.yaml', 'controls.yaml'],
+      concurrency: 16,
+      phaseTimeout: '3s',
+      resolver: SERVER,
+      extraConfig: 'tls: { extraCa: [ca.pem] }',
+    });
+    exitCode = run.code;
+    results = run.results;
     rules = await counters(lab);
   }, 90_000);
   afterAll(() => lab?.destroy());

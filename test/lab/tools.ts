@@ -1,4 +1,6 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ProbeResult } from '../../src/result.js';
 import type { Lab, LabRole } from './netns.js';
 import type { NsProcess, RunResult } from './proc.js';
 import { REPO_ROOT } from './netns.js';
@@ -89,4 +91,71 @@ export async function labClient(
     throw new Error(`lab-client ${args.join(' ')} failed (code ${res.code}, timedOut ${res.timedOut}):\n${res.stderr}${res.stdout}`);
   }
   return JSON.parse(line) as LabClientResult;
+}
+
+export interface OnceOptions {
+  /** Catalogue files to write in the lab's temp dir: file name -> YAML text. */
+  catalogues?: Record<string, string>;
+  /** Catalogue files the test already wrote in the lab's temp dir. */
+  catalogueFiles?: string[];
+  /** Extra lines for the config (YAML at top level), e.g. `tls: { extraCa: [ca.pem] }`. */
+  extraConfig?: string;
+  phaseTimeout?: string;
+  concurrency?: number;
+  /** The lab resolver, default the server's address. */
+  resolver?: string;
+  /** `safety.deny` entries. */
+  deny?: string[];
+  timeoutMs?: number;
+}
+
+export interface OnceRun {
+  code: number | null;
+  stderr: string;
+  results: Map<string, ProbeResult>;
+  /** The result for a target name; throws with the list of targets when it is missing. */
+  get(target: string): ProbeResult;
+}
+
+/**
+ * Runs one `callprobe once --json` cycle in the client namespace with a lab config: the given
+ * catalogues only (never the embedded real addresses), the lab allowlist, the lab resolver.
+ */
+export async function runOnceInLab(lab: Lab, opts: OnceOptions): Promise<OnceRun> {
+  const catalogues = opts.catalogues ?? {};
+  for (const [file, text] of Object.entries(catalogues)) writeFileSync(join(lab.tmpDir, file), text);
+  const config = join(lab.tmpDir, 'callprobe.yaml');
+  writeFileSync(
+    config,
+    `vantage: { name: lab-client }
+embeddedCatalogues: false
+catalogues: [${[...Object.keys(catalogues), ...(opts.catalogueFiles ?? [])].join(', ')}]
+schedule: { concurrency: ${opts.concurrency ?? 12}, phaseTimeout: ${opts.phaseTimeout ?? '2s'} }
+dataDir: ${join(lab.tmpDir, 'data')}
+dns: { resolver: "${opts.resolver ?? '198.18.2.2'}:53" }
+safety:
+  allow: [127.0.0.0/8, "::1/128", 198.18.0.0/15]
+  deny: [${(opts.deny ?? []).join(', ')}]
+${opts.extraConfig ?? ''}
+`,
+  );
+  const res = await lab.run('client', process.execPath, ['dist/cli.js', 'once', '--config', config, '--json'], { timeoutMs: opts.timeoutMs ?? 30_000 });
+  if (!res.stdout.trim()) throw new Error(`callprobe once printed nothing (exit ${res.code}): ${res.stderr}`);
+  const results = new Map(
+    res.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as ProbeResult)
+      .map((r) => [r.target, r]),
+  );
+  return {
+    code: res.code,
+    stderr: res.stderr,
+    results,
+    get(target) {
+      const r = results.get(target);
+      if (!r) throw new Error(`no result for ${target} (have: ${[...results.keys()].join(', ')})`);
+      return r;
+    },
+  };
 }

@@ -9,6 +9,7 @@ import {
   createLab,
   createLabCa,
   describeLab,
+  runOnceInLab,
   REPO_ROOT,
   startDnsServer,
   startNodeServer,
@@ -83,28 +84,14 @@ describeLab('whatsapp handshake through a censor', () => {
       join(lab.tmpDir, 'controls.yaml'),
       'service: control\ncontrol: true\ntargets:\n' + target('domestic', 'host: web.lab.test\n    port: 443', 'dns, tcp, tls'),
     );
-    const config = join(lab.tmpDir, 'callprobe.yaml');
-    writeFileSync(
-      config,
-      `vantage: { name: lab-client }
-embeddedCatalogues: false
-catalogues: [whatsapp.yaml, controls.yaml]
-schedule: { concurrency: 12, phaseTimeout: 2s }
-dataDir: ${join(lab.tmpDir, 'data')}
-dns: { resolver: "${SERVER}:53" }
-tls: { extraCa: [ca.pem] }
-safety: { allow: [127.0.0.0/8, "::1/128", 198.18.0.0/15] }
-`,
-    );
-    const res = await lab.run('client', process.execPath, ['dist/cli.js', 'once', '--config', config, '--json'], { timeoutMs: 30_000 });
-    if (!res.stdout.trim()) throw new Error(`callprobe once printed nothing: ${res.stderr}`);
-    results = new Map(
-      res.stdout
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l) as ProbeResult)
-        .map((r) => [r.target, r]),
-    );
+    const run = await runOnceInLab(lab, {
+      catalogueFiles: ['whatsapp.yaml', 'controls.yaml'],
+      concurrency: 12,
+      phaseTimeout: '2s',
+      resolver: SERVER,
+      extraConfig: 'tls: { extraCa: [ca.pem] }',
+    });
+    results = run.results;
     rules = await counters(lab);
   }, 90_000);
   afterAll(() => lab?.destroy());
