@@ -31,10 +31,14 @@ export interface GuardDecision {
  * address matching neither is allowed only when `allow` is empty (the public internet) and denied
  * otherwise. IPv4-mapped, NAT64 and 6to4 forms are judged as the IPv4 host they reach.
  */
+const MAX_REMEMBERED = 4096;
+
 export class SafetyGuard {
   private readonly allow: Cidr[];
   private readonly deny: Cidr[];
   private readonly resolvers: Set<string>;
+  /** Decisions are pure functions of the policy: memoised, as matching every range costs more than a STUN transaction. */
+  private readonly decisions = new Map<string, GuardDecision>();
 
   constructor(policy: SafetyPolicy = {}) {
     this.allow = (policy.allow ?? []).map(parseCidr);
@@ -43,6 +47,18 @@ export class SafetyGuard {
   }
 
   check(address: string, purpose: Purpose = 'probe'): GuardDecision {
+    const key = `${purpose} ${address}`;
+    let decision = this.decisions.get(key);
+    if (decision === undefined) {
+      // Bounded: a hostile resolver answering with endless addresses cannot grow it without limit.
+      if (this.decisions.size >= MAX_REMEMBERED) this.decisions.clear();
+      decision = this.decide(address, purpose);
+      this.decisions.set(key, decision);
+    }
+    return decision;
+  }
+
+  private decide(address: string, purpose: Purpose): GuardDecision {
     const norm = normalizeAddress(address);
     if (norm === null) return { allowed: false, rule: 'not an IP address', bogon: false };
     const embedded = embeddedIpv4(norm);

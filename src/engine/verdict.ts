@@ -3,8 +3,11 @@ import { PHASES } from '../phases/index.js';
 import type { ControlRef, ProbeResult, Verdict } from '../result.js';
 import type { RunRecord } from './runner.js';
 
-/** Failures that say nothing about the network: our own policy, our bugs, our shutdown. */
-const NOT_NETWORK = new Set(['policy_denied', 'internal_error', 'interrupted']);
+/**
+ * Failures that say nothing about the network: our own policy, our bugs, our shutdown, and TURN
+ * credentials the volunteer configured wrongly.
+ */
+const NOT_NETWORK = new Set(['policy_denied', 'internal_error', 'interrupted', 'turn_unauthorized']);
 
 /**
  * Keeps the latest control result per phase and turns runs into verdicts (design.md §6):

@@ -45,6 +45,9 @@ export const tlsPhase: PhaseDefinition<typeof params> = {
     };
     const socket = connect({
       socket: tcp,
+      // Node checks the certificate against `servername || host || 'localhost'`: an IP-literal
+      // target without SNI must be checked against its IP, not against localhost.
+      host: ctx.endpoint.host,
       servername,
       ALPNProtocols: ctx.params.alpn,
       secureContext: secureContextFor(ctx.settings),

@@ -78,6 +78,8 @@ describe('verdicts against controls', () => {
     board.record(okControl);
     expect(board.judge(run('x', [phase('tcp', false, 'policy_denied')]), false, T0).verdict).toBe('error');
     expect(board.judge(run('x', [phase('tcp', false, 'internal_error')]), false, T0).verdict).toBe('error');
+    // A rejected TURN password is the volunteer's configuration, not censorship.
+    expect(board.judge(run('x', [phase('turn', false, 'turn_unauthorized')]), false, T0).verdict).toBe('error');
   });
 
   it('gives a failing control the verdict error', () => {

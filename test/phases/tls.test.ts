@@ -45,6 +45,13 @@ describe('tls phase on loopback', () => {
     expect(tls.evidence.bytesReceived).toBeGreaterThan(500);
   });
 
+  it('checks an IP-literal target without SNI against its IP address', async () => {
+    const spec = specFor({ endpoint: { host: '127.0.0.1', port: good.port }, phases: ['tcp', 'tls'] });
+    const run = await runOnce(spec, { settings: { extraCa: [ca.caCertPem] } });
+    expect(run.failure).toBeNull();
+    expect(run.phases[1]!.evidence.sni).toBeNull();
+  });
+
   it('reports a certificate for another name as ssl_invalid_hostname, with the certificate', async () => {
     const run = await runOnce(tlsSpec(wrongName.port), { settings: { extraCa: [ca.caCertPem] } });
     expect(run.failure).toBe('ssl_invalid_hostname');
