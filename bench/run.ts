@@ -1,5 +1,7 @@
 import { createLab, isRoot } from '../test/lab/index.js';
+import { benchPacing, formatPacing } from './pacing.js';
 import { benchProbes } from './probes.js';
+import { benchStun, formatStunBench } from './stun.js';
 
 /**
  * `npm run bench`: speed and memory as ratios against a peer measured in the same run, on lab
@@ -28,9 +30,13 @@ async function main(): Promise<void> {
         `ratio ${kind}: callprobe/blackbox_exporter probes per CPU-second = ${(cp.probesPerCpuSecond / bb.probesPerCpuSecond).toFixed(2)}, peak RSS = ${(cp.peakRssMiB / bb.peakRssMiB).toFixed(2)}`,
       );
     }
+    console.log('\nSTUN Binding transactions against the lab coturn');
+    console.log(formatStunBench(await benchStun(lab, { count: Number(process.env.BENCH_STUN ?? 3000), processCount: 200, concurrency: 8 })));
   } finally {
     await lab.destroy();
   }
+  console.log('\nMedia sender pacing (50 packets/s, 20 concurrent streams, loopback)');
+  console.log(formatPacing(await benchPacing({ streams: 20, pps: 50, seconds: Number(process.env.BENCH_PACING_S ?? 10) })));
 }
 
 await main();

@@ -17,6 +17,7 @@ usage:
                                                       one cycle; exit 0 if every probe is ok, 1 if not
   callprobe plan [--config FILE] [--json]             what would be probed, where, how often (sends nothing)
   callprobe check-config FILE                         validate a config and its catalogues
+  callprobe reflector --config FILE                   the media reflector researchers run outside (src/reflector/)
   callprobe --version
 
 exit codes: 0 ok, 1 a probe was not ok (once), 2 bad usage or config.`;
@@ -50,6 +51,11 @@ async function main(argv: string[]): Promise<number> {
       const plan = loadPlan(file);
       process.stdout.write(`${file}: ok (${plan.specs.length} targets)\n`);
       return 0;
+    }
+    case 'reflector': {
+      const file = values.config ?? positionals[0];
+      if (!file) throw new UsageError('reflector needs --config FILE');
+      return (await import('./reflector/main.js')).runReflector(file);
     }
     default:
       throw new UsageError(`unknown command "${command}"`);

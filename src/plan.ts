@@ -2,13 +2,13 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { catalogueSchema, configSchema, type Catalogue, type CatalogueTarget, type Config } from './config/schema.js';
+import { catalogueSchema, configSchema, turnServerAddress, type Catalogue, type CatalogueTarget, type Config } from './config/schema.js';
 import { ConfigError, loadYaml, locate } from './config/loader.js';
 import { parseHostPort } from './config/units.js';
 import { systemResolver } from './config/resolv.js';
 import type { SafetyPolicy } from './engine/guard.js';
 import { PHASES } from './phases/index.js';
-import type { PhaseSettings, TargetEndpoint } from './phases/types.js';
+import type { PhaseSettings, TargetEndpoint, TurnCredential } from './phases/types.js';
 
 /** The service catalogues shipped with callprobe: `probes/` beside `src/` and `dist/`. */
 export const EMBEDDED_CATALOGUE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'probes');
@@ -94,6 +94,7 @@ export function buildPlan(config: Config, configFile: string | null): Plan {
       }
     });
   }
+  specs.push(...turnSpecs(config, configFile, seenServices, problems, where));
 
   const resolverText = config.dns.resolver === 'system' ? systemResolver() : config.dns.resolver;
   const resolverAddr = resolverText ? parseHostPort(resolverText, 53) : null;
@@ -113,6 +114,7 @@ export function buildPlan(config: Config, configFile: string | null): Plan {
   else if (!isLoopback(listen.host) && !config.http.token) {
     problems.push(`${where(['http', 'listen'])}: http.listen: listening beyond loopback needs http.token (at least 16 characters)`);
   }
+  problems.push(...missingTurnCredentials(specs, config));
   if (problems.length > 0) throw new ConfigError(problems);
 
   return {
@@ -123,6 +125,8 @@ export function buildPlan(config: Config, configFile: string | null): Plan {
       resolver: resolverAddr && isIP(resolverAddr.host) !== 0 ? { address: resolverAddr.host, port: resolverAddr.port } : null,
       extraCa,
       userAgent: 'callprobe',
+      turnCredentials: new Map(config.turn.map((t) => [t.name, hiddenCredential(t.username, t.password)])),
+      mediaKey: config.media.reflectorKey ? Buffer.from(config.media.reflectorKey, 'hex') : null,
     },
     safety: {
       allow: config.safety.allow,
@@ -188,11 +192,81 @@ export function completeChain(listed: PlannedPhase[], endpoint: TargetEndpoint):
   };
   const secure = endpoint.url?.startsWith('wss:') ?? false;
   for (const phase of listed) {
-    const needs = PHASES.get(phase.name)!.needs;
+    const def = PHASES.get(phase.name)!;
+    const needs = def.needsFor?.(phase.params) ?? def.needs;
     if (needs !== 'nothing' && isIP(endpoint.host) === 0 && !has('dns')) add('dns', phase.timeoutMs);
     if ((needs === 'connection' || needs === 'tls') && !has('tcp')) add('tcp', phase.timeoutMs);
     if ((needs === 'tls' || (needs === 'connection' && secure && phase.name !== 'tls')) && !has('tls')) add('tls', phase.timeoutMs);
     out.push(phase);
   }
   return out;
+}
+
+/** The service the config's TURN servers are reported under: `turn/<name>`. */
+export const TURN_SERVICE = 'turn';
+/** A silent TURN server takes the whole RFC 8489 schedule (39.5 s) to declare, plus the release. */
+const TURN_TIMEOUT_MS = 60_000;
+
+/**
+ * One `turn/<name>` target per TURN server in the config (the volunteer's own relays). Their
+ * credentials go to the phase through `settings.turnCredentials`, never through the spec (which
+ * `callprobe plan --json` prints). A catalogue target with a `turn` phase must name credentials
+ * that the config has.
+ */
+function turnSpecs(
+  config: Config,
+  configFile: string | null,
+  services: ReadonlyMap<string, string>,
+  problems: string[],
+  where: (path: Array<string | number>) => string,
+): ProbeSpec[] {
+  if (config.turn.length > 0 && services.has(TURN_SERVICE)) {
+    problems.push(`${where(['turn'])}: turn: service "${TURN_SERVICE}" is also defined in ${services.get(TURN_SERVICE)}`);
+  }
+  const names = new Set<string>();
+  const specs: ProbeSpec[] = [];
+  config.turn.forEach((t, i) => {
+    if (names.has(t.name)) problems.push(`${where(['turn', i, 'name'])}: turn[${i}].name: duplicate TURN server "${t.name}"`);
+    names.add(t.name);
+    const address = turnServerAddress(t)!; // the schema refused entries without one
+    const endpoint: TargetEndpoint = { host: address.host, port: address.port, ...(t.sni ? { sni: t.sni } : {}) };
+    const phase: PlannedPhase = {
+      name: 'turn',
+      params: PHASES.get('turn')!.params.parse({ transport: address.transport, credential: t.name }),
+      timeoutMs: t.timeout ?? TURN_TIMEOUT_MS,
+    };
+    specs.push({
+      id: `${TURN_SERVICE}/${t.name}`,
+      service: TURN_SERVICE,
+      target: t.name,
+      control: false,
+      endpoint,
+      // dns/tcp/tls before it keep the ordinary phase timeout.
+      phases: completeChain([phase], endpoint).map((p) => (p.implied ? { ...p, timeoutMs: config.schedule.phaseTimeout } : p)),
+      intervalMs: t.interval ?? config.schedule.interval,
+      runDeadlineMs: config.schedule.runDeadline,
+      catalogueFile: configFile ?? '(config)',
+    });
+  });
+  return specs;
+}
+
+/** Checks that every catalogue `turn` phase names credentials the config has. */
+function missingTurnCredentials(specs: readonly ProbeSpec[], config: Config): string[] {
+  const known = new Set(config.turn.map((t) => t.name));
+  return specs.flatMap((s) =>
+    s.phases
+      .filter((p) => p.name === 'turn')
+      .map((p) => (p.params as { credential?: string }).credential ?? s.target)
+      .filter((n) => !known.has(n))
+      .map((n) => `${s.catalogueFile}: ${s.id}: the turn phase needs credentials "${n}" in the config's turn section`),
+  );
+}
+
+/** Credentials whose fields JSON, pino and util.inspect do not show (non-enumerable). */
+function hiddenCredential(username: string, password: string): TurnCredential {
+  return Object.defineProperties({} as TurnCredential, {
+    username: { value: username, enumerable: false },
+    password: { value: password, enumerable: false },
+  });
 }

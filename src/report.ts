@@ -28,8 +28,9 @@ export function formatPlan(plan: Plan): string {
   const atStart = (phase: string): number => plan.specs.filter((s) => s.phases.some((p) => p.name === phase)).length;
   return [
     `vantage ${plan.config.vantage.name}: ${plan.specs.length} targets; per ${formatDuration(cycleMs)} cycle on average ` +
-      `${perCycle('tcp').toFixed(1)} TCP connections and ${perCycle('dns').toFixed(1)} DNS lookups ` +
-      `(${atStart('tcp')} and ${atStart('dns')} when all run at start)`,
+      `${perCycle('tcp').toFixed(1)} TCP connections, ${perCycle('dns').toFixed(1)} DNS lookups and ` +
+      `${perCycle('stun').toFixed(1)} STUN transactions (${atStart('tcp')}, ${atStart('dns')} and ${atStart('stun')} ` +
+      `spread over the first cycle after start)`,
     `resolver ${plan.settings.resolver ? `${plan.settings.resolver.address}:${plan.settings.resolver.port}` : '(none)'}; safety allow ${plan.safety.allow?.length ? plan.safety.allow.join(', ') : 'public internet'}`,
     '(phases in parentheses are implied by the ones after them)',
     ...lines,

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parseCidr } from '../net/cidr.js';
 import { PHASES } from '../phases/index.js';
 import { duration, size } from './units.js';
+import { mediaKeySchema } from '../reflector/key.js';
 
 const cidr = z.string().superRefine((value, ctx) => {
   try {
@@ -130,6 +131,13 @@ export const configSchema = z
       .object({
         allow: z.array(cidr).default([]),
         deny: z.array(cidr).default([]),
+      })
+      .strict()
+      .prefault({}),
+    media: z
+      .object({
+        /** The key shared with the callprobe reflectors the catalogues name (their config's `key`): a secret, never logged or recorded. */
+        reflectorKey: mediaKeySchema.optional(),
       })
       .strict()
       .prefault({}),

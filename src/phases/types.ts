@@ -22,6 +22,19 @@ export interface PhaseSettings {
   /** Extra PEM CA certificates trusted by `tls` (the lab's CA); the system store is always used too. */
   extraCa: string[];
   userAgent: string;
+  /**
+   * TURN credentials from the config's `turn` section, by entry name. Only the `turn` phase reads
+   * them; they never enter a spec, a record, a metric or a log line (the plan makes the fields
+   * non-enumerable, so JSON and pino see nothing).
+   */
+  turnCredentials?: ReadonlyMap<string, TurnCredential>;
+  /** The reflector key (config `media.reflectorKey`) for `media` and `stream`; null when not configured. A secret. */
+  mediaKey?: Uint8Array | null;
+}
+
+export interface TurnCredential {
+  readonly username: string;
+  readonly password: string;
 }
 
 /** What flows from one phase to the next (design.md §7): addresses, an open connection, ... */
@@ -60,6 +73,8 @@ export interface PhaseContext<P = unknown> {
   transport?: Transport;
 }
 
+export type PhaseNeeds = 'nothing' | 'addresses' | 'connection' | 'tls';
+
 /**
  * One phase of a call path. It resolves when the phase succeeded and throws when it failed: a
  * `ProbeFailure` for what it classified itself, any other error for `classify` to map.
@@ -74,6 +89,8 @@ export interface PhaseDefinition<S extends z.ZodType = z.ZodType> {
    */
   readonly controlPhase: string;
   /** Phases whose output this phase needs, e.g. `tls` needs an open connection from `tcp`. */
-  readonly needs: 'nothing' | 'addresses' | 'connection' | 'tls';
+  readonly needs: PhaseNeeds;
+  /** When what the phase stands on depends on its parameters (e.g. `stun` over UDP, TCP or TLS). */
+  readonly needsFor?: (params: z.infer<S>) => PhaseNeeds;
   run(ctx: PhaseContext<z.infer<S>>): Promise<void>;
 }

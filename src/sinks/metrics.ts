@@ -5,6 +5,16 @@ import { VERSION } from '../version.js';
 
 const VERDICTS: readonly Verdict[] = ['ok', 'degraded', 'blocked', 'error'];
 
+/** What the `media` phase puts in `evidence.streams[]` (src/phases/media.ts), as far as metrics read it. */
+interface MediaStreamEvidence {
+  shape?: unknown;
+  lossRatio?: unknown;
+  jitterMs?: unknown;
+  quality?: { mos?: unknown } | null;
+  failure?: unknown;
+  cutoff?: { afterPackets?: number; afterBytesSent?: number } | null;
+}
+
 /** 1 ms to 30 s: a loopback TCP connect is ~0.1 ms, a blackholed phase times out at 10-30 s. */
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
@@ -63,6 +73,36 @@ export class Metrics {
     labelNames: ['service', 'target'] as const,
     registers: [this.registry],
   });
+  private readonly mediaLoss = new Gauge({
+    name: 'callprobe_media_loss_ratio',
+    help: 'Media stream packets lost in the last run (0-1), by shape; absent until a media phase ran.',
+    labelNames: ['service', 'target', 'shape'] as const,
+    registers: [this.registry],
+  });
+  private readonly mediaJitter = new Gauge({
+    name: 'callprobe_media_jitter_seconds',
+    help: 'RFC 3550 interarrival jitter of the echoed media stream in the last run, by shape.',
+    labelNames: ['service', 'target', 'shape'] as const,
+    registers: [this.registry],
+  });
+  private readonly mediaMos = new Gauge({
+    name: 'callprobe_media_mos',
+    help: 'E-model (ITU-T G.107) MOS estimate of the media stream in the last run, by shape; absent when nothing came back.',
+    labelNames: ['service', 'target', 'shape'] as const,
+    registers: [this.registry],
+  });
+  private readonly cutoffPackets = new Gauge({
+    name: 'callprobe_stream_cutoff_packets',
+    help: 'Packets sent up to the last one echoed before a media stream went silent (stream_cutoff) in the last run; 0 when it did not.',
+    labelNames: ['service', 'target', 'shape'] as const,
+    registers: [this.registry],
+  });
+  private readonly cutoffBytes = new Gauge({
+    name: 'callprobe_stream_cutoff_bytes',
+    help: 'Bytes that got through before a stream was cut off in the last run (media: sent up to the last echo; stream: received, shape tcp or tls); 0 when it was not.',
+    labelNames: ['service', 'target', 'shape'] as const,
+    registers: [this.registry],
+  });
   readonly recordsDropped = new Counter({
     name: 'callprobe_records_dropped_total',
     help: 'Results not written to the records because the write queue was full or the disk failed.',
@@ -119,6 +159,26 @@ export class Metrics {
       this.phaseDuration.labels(service, p.phase).observe(p.durationMs / 1000);
     }
     for (const v of VERDICTS) this.verdict.labels(service, target, v).set(v === result.verdict ? 1 : 0);
+    for (const p of result.phases) if (!p.skipped) this.observeMedia(service, target, p);
+  }
+
+  /** Media gauges from the `media` phase's per-stream evidence and the `stream` phase's cut-off. */
+  private observeMedia(service: string, target: string, p: ProbeResult['phases'][number]): void {
+    if (p.phase === 'media' && Array.isArray(p.evidence.streams)) {
+      for (const s of p.evidence.streams as MediaStreamEvidence[]) {
+        if (typeof s.shape !== 'string' || typeof s.lossRatio !== 'number') continue;
+        this.mediaLoss.labels(service, target, s.shape).set(s.lossRatio);
+        if (typeof s.jitterMs === 'number') this.mediaJitter.labels(service, target, s.shape).set(s.jitterMs / 1000);
+        if (typeof s.quality?.mos === 'number') this.mediaMos.labels(service, target, s.shape).set(s.quality.mos);
+        else this.mediaMos.remove(service, target, s.shape);
+        const cut = s.failure === 'stream_cutoff' && s.cutoff ? s.cutoff : null;
+        this.cutoffPackets.labels(service, target, s.shape).set(cut?.afterPackets ?? 0);
+        this.cutoffBytes.labels(service, target, s.shape).set(cut?.afterBytesSent ?? 0);
+      }
+    } else if (p.phase === 'stream' && p.transport) {
+      const cut = p.failure === 'stream_cutoff' && typeof p.evidence.cutoffAtBytes === 'number' ? p.evidence.cutoffAtBytes : 0;
+      this.cutoffBytes.labels(service, target, p.transport).set(cut);
+    }
   }
 
   overlap(spec: ProbeSpec): void {

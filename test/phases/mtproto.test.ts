@@ -311,7 +311,9 @@ describe('the lab DC answers like the samples-auth_key page', () => {
 describe('probes/telegram.yaml (computed only: the real DCs are never contacted in tests)', () => {
   const file = join(import.meta.dirname, '..', '..', 'probes', 'telegram.yaml');
   const plan = buildPlan(configSchema.parse({ embeddedCatalogues: false, catalogues: [file], dns: { resolver: '127.0.0.1:53' } }), null);
-  const specs = plan.specs.filter((s) => s.service === 'telegram');
+  const all = plan.specs.filter((s) => s.service === 'telegram');
+  // DC targets speak MTProto; the call-server targets are STUN reachability probes (below).
+  const specs = all.filter((s) => s.phases.some((p) => p.name === 'mtproto'));
   const mtproto = (s: ProbeSpec) => s.phases.find((p) => p.name === 'mtproto')!.params as { transport: string; inner?: string; dc: number };
   /** tdlib td/telegram/net/ConnectionCreator.cpp get_default_dc_options (production). */
   const DCS: Record<number, { v4: string[]; v6: string; web: string }> = {
@@ -366,5 +368,16 @@ describe('probes/telegram.yaml (computed only: the real DCs are never contacted 
     // Connections per 5-minute cycle on average, as the file's top comment says (about 8.8).
     const perCycle = specs.reduce((sum, s) => sum + 300_000 / s.intervalMs, 0);
     expect(perCycle.toFixed(1)).toBe('8.8');
+  });
+
+  it('call servers are STUN/UDP reachability targets on 1400 whose timeout covers the retransmission schedule', () => {
+    const calls = all.filter((s) => !specs.includes(s));
+    expect(calls.map((s) => s.target).sort()).toEqual(['call-91-108-13-37', 'call-91-108-17-7', 'call-91-108-9-113']);
+    for (const s of calls) {
+      expect(s.endpoint.port).toBe(1400);
+      expect(s.phases.map((p) => p.name)).toEqual(['stun']);
+      expect(s.phases[0]!.params).toMatchObject({ transport: 'udp', purpose: 'relay-reachability', rtoMs: 500, rc: 7, rm: 16 });
+      expect(s.phases[0]!.timeoutMs).toBeGreaterThan(39_500);
+    }
   });
 });

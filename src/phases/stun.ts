@@ -1,0 +1,180 @@
+import { z } from 'zod';
+import { ProbeFailure } from '../failure.js';
+import { openConversation } from '../net/conversation.js';
+import { formatEndpoint } from '../net/dial.js';
+import {
+  RFC8489_RETRANSMISSION,
+  StunClient,
+  retransmissionSchedule,
+  roundMs,
+  type StunClientHandlers,
+  type StunTransport,
+} from '../net/stun-client.js';
+import { dialUdp } from '../net/udp.js';
+import { ATTR, attributeName, getErrorCode, getOtherAddress, getReflexiveAddress, getResponseOrigin, getSoftware } from '../protocol/stun-attributes.js';
+import {
+  METHOD_BINDING,
+  buildMessage,
+  findAttribute,
+  newTransactionId,
+  unknownComprehensionRequired,
+  verifyFingerprint,
+  type StunMessage,
+} from '../protocol/stun.js';
+import type { PhaseContext, PhaseDefinition, PhaseNeeds } from './types.js';
+
+/**
+ * How a STUN client reaches its server, shared with `turn`: UDP (the default, as calls use it) or
+ * over the connection the `tcp`/`tls` phases opened (RFC 8489 §6.2.2), and the RFC 8489 §6.2.1
+ * retransmission timer over UDP: initial RTO in ms, Rc requests in all, Rm RTOs of waiting after
+ * the last.
+ */
+export const stunTransportParams = {
+  transport: z.enum(['udp', 'tcp', 'tls']).default('udp'),
+  rtoMs: z.number().int().min(10).max(10_000).default(RFC8489_RETRANSMISSION.rtoMs),
+  rc: z.number().int().min(1).max(16).default(RFC8489_RETRANSMISSION.rc),
+  rm: z.number().int().min(1).max(64).default(RFC8489_RETRANSMISSION.rm),
+};
+
+/** Over TCP the plan opens the connection first, over TLS the connection and the handshake. */
+export function needsForTransport(p: { transport: 'udp' | 'tcp' | 'tls' }): PhaseNeeds {
+  return p.transport === 'tls' ? 'tls' : p.transport === 'tcp' ? 'connection' : 'addresses';
+}
+
+const params = z
+  .object({
+    ...stunTransportParams,
+    /** Send the RFC 3489 form (128-bit transaction id, no magic cookie), for classic servers. */
+    classic: z.boolean().default(false),
+    /** Append FINGERPRINT (RFC 8489 §14.7). Off by default: a bare 20-byte request is what ICE agents send to STUN servers. */
+    fingerprint: z.boolean().default(false),
+    /**
+     * Why this target is probed, copied into the evidence so nobody reads more into the result
+     * than was measured: `relay-reachability` means a call relay's address answered (or not) a
+     * plain Binding request, which needs no account; it does not prove a call would work.
+     */
+    purpose: z.enum(['stun-server', 'relay-reachability']).default('stun-server'),
+    note: z.string().min(1).max(300).optional(),
+  })
+  .strict();
+
+type StunParams = z.infer<typeof params>;
+
+/** Attributes a Binding response may carry that we understand (RFC 8489 §7.3.3: others in 0x0000-0x7FFF fail the transaction). */
+const KNOWN_ATTRIBUTES: ReadonlySet<number> = new Set(Object.values(ATTR));
+const MAX_TEXT = 128;
+
+/**
+ * `stun`: one Binding transaction (RFC 8489 §3, §6) to the target. Over UDP it follows the RFC's
+ * retransmission schedule (requests at 0, RTO, 3 RTO, 7 RTO... Rc in all, then Rm x RTO of
+ * waiting): with the defaults (500 ms, 7, 16) a silent server takes 39.5 s to declare, so the
+ * catalogue's phaseTimeout must exceed rtoMs x (2^(rc-1) - 1 + rm); evidence `scheduleMs` says it.
+ * Over TCP/TLS the request goes once over the open connection, framed by the STUN length.
+ *
+ * Evidence: each attempt's send time and its time to the answer (an answer to a retransmitted
+ * request cannot be told apart from one to an earlier copy, so every attempt gets its own figure
+ * and `rttMs` is the one from the last request sent before the answer), the mapped address and
+ * whether it equals our local address (false: behind NAT), the server's SOFTWARE, whether the
+ * answer was a classic RFC 3489 one (MAPPED-ADDRESS without XOR-MAPPED-ADDRESS), and counts of
+ * stray answers (see net/stun-client.ts for why a wrong transaction id is waited past).
+ */
+export const stunPhase: PhaseDefinition<typeof params> = {
+  name: 'stun',
+  params,
+  controlPhase: 'stun',
+  needs: 'addresses',
+  needsFor: needsForTransport,
+  async run(ctx) {
+    const p = ctx.params;
+    ctx.evidence.purpose = p.purpose;
+    if (p.note) ctx.evidence.note = p.note;
+    const schedule = retransmissionSchedule(p);
+    ctx.evidence.scheduleMs = schedule.timeoutAtMs;
+    const client = await openStunClient(ctx, ctx.signal);
+    try {
+      const transactionId = newTransactionId(p.classic);
+      const request = buildMessage({ method: METHOD_BINDING, class: 'request', transactionId, fingerprint: p.fingerprint && !p.classic });
+      const attempts: Array<{ attempt: number; sentAtMs: number; rttMs?: number }> = [];
+      ctx.evidence.attempts = attempts;
+      ctx.evidence.retransmissions = 0;
+      ctx.evidence.stray = client.stray;
+      const outcome = await client.transact(request, transactionId, {
+        retransmission: p,
+        onAttempt: (attempt, atMs) => {
+          attempts.push({ attempt, sentAtMs: atMs });
+          ctx.evidence.retransmissions = attempt - 1;
+        },
+      });
+      for (const a of attempts) a.rttMs = roundMs(outcome.answeredAtMs - a.sentAtMs);
+      ctx.evidence.rttMs = attempts[attempts.length - 1]!.rttMs;
+      describeAnswer(ctx, outcome.response);
+    } finally {
+      client.close();
+    }
+  },
+};
+
+/**
+ * A STUN client over UDP (its own connected socket) or over the connection the `tcp`/`tls` phases
+ * opened; shared with the `turn` phase. Counters go into the phase's evidence.
+ */
+export async function openStunClient(
+  ctx: PhaseContext<{ transport: 'udp' | 'tcp' | 'tls' }>,
+  signal: AbortSignal,
+  handlers: StunClientHandlers = {},
+): Promise<StunClient> {
+  const transport = ctx.params.transport;
+  let t: StunTransport;
+  if (transport === 'udp') {
+    const address = ctx.state.addresses?.[0];
+    if (address === undefined) throw new ProbeFailure('internal_error', `${ctx.target}: no address to send to`);
+    ctx.endpointUsed = formatEndpoint(address, ctx.endpoint.port);
+    ctx.transport = 'udp';
+    ctx.evidence.addresses = ctx.state.addresses;
+    const channel = await dialUdp({ address, port: ctx.endpoint.port, guard: ctx.guard, signal, counts: ctx.evidence });
+    ctx.state.cleanups.push(() => channel.close());
+    ctx.evidence.localAddress = formatEndpoint(channel.localAddress, channel.localPort);
+    t = { kind: 'datagram', channel };
+  } else {
+    const socket = ctx.state.socket;
+    if (!socket) throw new ProbeFailure('internal_error', `STUN over ${transport} has no open connection`);
+    ctx.transport = transport;
+    ctx.evidence.localAddress = formatEndpoint(socket.localAddress ?? '', socket.localPort ?? 0);
+    t = { kind: 'stream', conversation: openConversation({ socket }, signal, ctx.evidence) };
+  }
+  return new StunClient(t, signal, handlers);
+}
+
+function describeAnswer(ctx: PhaseContext<StunParams>, response: StunMessage): void {
+  ctx.evidence.magicCookie = response.magicCookie;
+  ctx.evidence.responseAttributes = response.attributes.slice(0, 16).map((a) => attributeName(a.type));
+  const software = getSoftware(response);
+  // A classic (RFC 3489) answer counts the NUL padding in SOFTWARE's length (coturn does): not text.
+  ctx.evidence.software = software === undefined ? null : software.replace(/\0+$/, '').slice(0, MAX_TEXT);
+  if (findAttribute(response, ATTR.FINGERPRINT) && !verifyFingerprint(response)) {
+    throw new ProbeFailure('proto_malformed', 'Binding response FINGERPRINT does not match its bytes (RFC 8489 §14.7)');
+  }
+  if (response.class === 'error') {
+    const error = getErrorCode(response);
+    ctx.evidence.errorCode = error?.code ?? null;
+    ctx.evidence.errorReason = error ? error.reason.slice(0, MAX_TEXT) : null;
+    throw new ProbeFailure('proto_error', `Binding error response ${error ? `${error.code} ${error.reason}` : 'without ERROR-CODE'}`);
+  }
+  const unknown = unknownComprehensionRequired(response, KNOWN_ATTRIBUTES);
+  if (unknown.length > 0) {
+    ctx.evidence.unknownAttributes = unknown.slice(0, 16).map(attributeName);
+    throw new ProbeFailure('proto_malformed', `Binding response has unknown comprehension-required attributes (RFC 8489 §7.3.3)`);
+  }
+  const mapped = getReflexiveAddress(response);
+  if (!mapped) throw new ProbeFailure('proto_malformed', 'Binding success response without XOR-MAPPED-ADDRESS or MAPPED-ADDRESS');
+  ctx.evidence.mappedAddress = formatEndpoint(mapped.address, mapped.port);
+  ctx.evidence.mappedAttribute = mapped.attribute;
+  // An RFC 3489 server answers with MAPPED-ADDRESS only (RFC 8489 §14.1 keeps it for them).
+  ctx.evidence.classicAnswer = mapped.attribute === 'MAPPED-ADDRESS';
+  ctx.evidence.mappedEqualsLocal = ctx.evidence.localAddress === ctx.evidence.mappedAddress;
+  ctx.evidence.behindNat = !ctx.evidence.mappedEqualsLocal;
+  const origin = getResponseOrigin(response);
+  const other = getOtherAddress(response);
+  if (origin) ctx.evidence.responseOrigin = formatEndpoint(origin.address, origin.port);
+  if (other) ctx.evidence.otherAddress = formatEndpoint(other.address, other.port);
+}

@@ -1,0 +1,78 @@
+/**
+ * The reflector's own config file (`callprobe reflector --config F`), validated like the probe's:
+ * unknown keys are errors, every problem reported as FILE:LINE:COL (src/config/loader.ts).
+ *
+ *   key: 64+ hex digits               # the shared media key (openssl rand -hex 32); never logged
+ *   listen:
+ *     udp: ["0.0.0.0:3480"]           # media echo
+ *     tcp: ["0.0.0.0:3480"]           # framed media echo and the stream test
+ *     tls: [{ listen: "0.0.0.0:5349", cert: reflector.crt, key: reflector.key }]
+ *   limits: { packetsPerSecond: 200, ... }   # per source address (see below)
+ *   metrics: { listen: "127.0.0.1:9467" }    # /metrics and /healthz; listen: "" disables
+ */
+import { isIP } from 'node:net';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { z } from 'zod';
+import { loadYaml } from '../config/loader.js';
+import { duration, parseHostPort, size } from '../config/units.js';
+import { mediaKeySchema } from './key.js';
+
+/** IP:PORT with an IP literal (IPv6 in brackets) and an explicit port: no name to resolve. */
+export const ipPortSchema = z.string().superRefine((text, ctx) => {
+  const hp = parseHostPort(text, 0);
+  if (!hp || isIP(hp.host) === 0 || !Number.isInteger(hp.port) || hp.port < 0 || hp.port > 65535 || !/:\d+$/.test(text)) {
+    ctx.addIssue({ code: 'custom', message: 'must be IP:PORT (an IP literal, IPv6 in brackets, and a port)' });
+  }
+});
+
+/**
+ * Defaults sized for a handful of probes behind one address: a probe sends 50 packets/s per
+ * stream and runs a service stream and its control at once (100 packets/s, about 20 kB/s with
+ * headers at the largest Opus-like size); twice that leaves room for a few volunteers behind
+ * one NAT.
+ */
+export const reflectorConfigSchema = z
+  .object({
+    key: mediaKeySchema,
+    listen: z
+      .object({
+        udp: z.array(ipPortSchema).default([]),
+        tcp: z.array(ipPortSchema).default([]),
+        tls: z.array(z.object({ listen: ipPortSchema, cert: z.string().min(1), key: z.string().min(1) }).strict()).default([]),
+      })
+      .strict()
+      .refine((l) => l.udp.length + l.tcp.length + l.tls.length > 0, 'listen on at least one udp, tcp or tls address'),
+    limits: z
+      .object({
+        packetsPerSecond: z.number().positive().default(200),
+        packetBurst: z.number().int().min(1).default(400),
+        bytesPerSecond: size.default(64 * 1024),
+        byteBurst: size.default(128 * 1024),
+        /** Stream-test requests (TCP/TLS), per source. */
+        streamsPerMinute: z.number().int().min(1).default(30),
+        /** The largest N a stream request may ask for. */
+        streamMaxBytes: size.default(4 * 1024 * 1024),
+        maxSources: z.number().int().min(1).default(10_000),
+        maxConnections: z.number().int().min(1).default(1024),
+        maxConnectionsPerSource: z.number().int().min(1).default(16),
+        /** Sources and connections idle this long are dropped. */
+        idleTimeout: duration.prefault('60s'),
+      })
+      .strict()
+      .prefault({}),
+    metrics: z
+      .object({ listen: z.union([ipPortSchema, z.literal('')]).default('127.0.0.1:9467') })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type ReflectorConfig = z.output<typeof reflectorConfigSchema>;
+
+/** Loads and validates a reflector config; TLS file paths become absolute (relative to the file). */
+export function loadReflectorConfig(file: string): ReflectorConfig {
+  const config = loadYaml(file, reflectorConfigSchema);
+  const base = dirname(resolve(file));
+  const abs = (p: string): string => (isAbsolute(p) ? p : join(base, p));
+  return { ...config, listen: { ...config.listen, tls: config.listen.tls.map((t) => ({ ...t, cert: abs(t.cert), key: abs(t.key) })) } };
+}
