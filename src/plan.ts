@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { catalogueSchema, configSchema, turnServerAddress, type Catalogue, type CatalogueTarget, type Config } from './config/schema.js';
-import { ConfigError, loadYaml, locate } from './config/loader.js';
+import { ConfigError, formatPath, loadYaml, locate } from './config/loader.js';
 import { parseHostPort } from './config/units.js';
 import { systemResolver } from './config/resolv.js';
 import type { SafetyPolicy } from './engine/guard.js';
@@ -33,6 +33,8 @@ export interface ProbeSpec {
   runDeadlineMs: number;
   source?: string;
   catalogueFile: string;
+  /** Where in that file the target is defined (for problems found after validation). */
+  cataloguePath?: Array<string | number>;
 }
 
 export interface Plan {
@@ -88,7 +90,7 @@ export function buildPlan(config: Config, configFile: string | null): Plan {
       if (names.has(t.name)) problems.push(`${locate(file, ['targets', i, 'name'])}: targets[${i}].name: duplicate target "${t.name}"`);
       names.add(t.name);
       try {
-        specs.push(toSpec(catalogue, t, config, file));
+        specs.push({ ...toSpec(catalogue, t, config, file), cataloguePath: ['targets', i] });
       } catch (err) {
         problems.push(`${locate(file, ['targets', i])}: targets[${i}]: ${(err as Error).message}`);
       }
@@ -114,20 +116,21 @@ export function buildPlan(config: Config, configFile: string | null): Plan {
   else if (!isLoopback(listen.host) && !config.http.token) {
     problems.push(`${where(['http', 'listen'])}: http.listen: listening beyond loopback needs http.token (at least 16 characters)`);
   }
-  problems.push(...missingTurnCredentials(specs, config));
+  const settings: PhaseSettings = {
+    resolver: resolverAddr && isIP(resolverAddr.host) !== 0 ? { address: resolverAddr.host, port: resolverAddr.port } : null,
+    extraCa,
+    userAgent: 'callprobe',
+    turnCredentials: new Map(config.turn.map((t) => [t.name, hiddenCredential(t.username, t.password)])),
+    mediaKey: config.media.reflectorKey ? Buffer.from(config.media.reflectorKey, 'hex') : null,
+  };
+  problems.push(...phaseProblems(specs, settings));
   if (problems.length > 0) throw new ConfigError(problems);
 
   return {
     config,
     configFile,
     specs,
-    settings: {
-      resolver: resolverAddr && isIP(resolverAddr.host) !== 0 ? { address: resolverAddr.host, port: resolverAddr.port } : null,
-      extraCa,
-      userAgent: 'callprobe',
-      turnCredentials: new Map(config.turn.map((t) => [t.name, hiddenCredential(t.username, t.password)])),
-      mediaKey: config.media.reflectorKey ? Buffer.from(config.media.reflectorKey, 'hex') : null,
-    },
+    settings,
     safety: {
       allow: config.safety.allow,
       deny: config.safety.deny,
@@ -246,20 +249,22 @@ function turnSpecs(
       intervalMs: t.interval ?? config.schedule.interval,
       runDeadlineMs: config.schedule.runDeadline,
       catalogueFile: configFile ?? '(config)',
+      cataloguePath: ['turn', i],
     });
   });
   return specs;
 }
 
-/** Checks that every catalogue `turn` phase names credentials the config has. */
-function missingTurnCredentials(specs: readonly ProbeSpec[], config: Config): string[] {
-  const known = new Set(config.turn.map((t) => t.name));
+/** Runs each planned phase's own check (timeouts against its schedule, settings it needs). */
+function phaseProblems(specs: readonly ProbeSpec[], settings: PhaseSettings): string[] {
   return specs.flatMap((s) =>
-    s.phases
-      .filter((p) => p.name === 'turn')
-      .map((p) => (p.params as { credential?: string }).credential ?? s.target)
-      .filter((n) => !known.has(n))
-      .map((n) => `${s.catalogueFile}: ${s.id}: the turn phase needs credentials "${n}" in the config's turn section`),
+    s.phases.flatMap((p) => {
+      const problem = PHASES.get(p.name)?.check?.(p.params, { target: s.target, timeoutMs: p.timeoutMs, settings }) ?? null;
+      if (problem === null) return [];
+      const path = s.cataloguePath ?? [];
+      const where = path.length > 0 ? `${locate(s.catalogueFile, path)}: ${formatPath(path)}` : `${s.catalogueFile}: ${s.id}`;
+      return [`${where}: ${p.name}: ${problem}`];
+    }),
   );
 }
 

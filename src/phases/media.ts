@@ -148,6 +148,11 @@ export const mediaPhase: PhaseDefinition<typeof params> = {
   params,
   controlPhase: 'media',
   needs: 'addresses',
+  check: (p, { timeoutMs, settings }) => {
+    if (!settings.mediaKey) return 'needs media.reflectorKey in the config (the key of the reflector)';
+    const needed = mediaTimeoutNeededMs(p);
+    return timeoutMs < needed ? `phaseTimeout ${timeoutMs} ms is shorter than the stream, its drain and a margin (${needed} ms): raise the target's phaseTimeout` : null;
+  },
   async run(ctx) {
     const started = performance.now();
     const p = ctx.params;

@@ -45,6 +45,7 @@ export const streamPhase: PhaseDefinition<typeof params> = {
   params,
   controlPhase: 'tcp',
   needs: 'connection',
+  check: (_p, { settings }) => (settings.mediaKey ? null : 'needs media.reflectorKey in the config (the key of the reflector)'),
   async run(ctx) {
     const key = ctx.settings.mediaKey;
     if (!key) throw new ProbeFailure('internal_error', 'the stream phase needs media.reflectorKey in the config (the key of the reflector)');

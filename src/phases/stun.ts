@@ -84,6 +84,13 @@ export const stunPhase: PhaseDefinition<typeof params> = {
   controlPhase: 'stun',
   needs: 'addresses',
   needsFor: needsForTransport,
+  check: (p, { timeoutMs }) => {
+    // Over UDP a silent server is declared only at the end of the schedule: the phase must outlast it.
+    const scheduleMs = retransmissionSchedule(p).timeoutAtMs;
+    return p.transport === 'udp' && timeoutMs <= scheduleMs
+      ? `phaseTimeout ${timeoutMs} ms must exceed the retransmission schedule (${scheduleMs} ms for rtoMs ${p.rtoMs}, rc ${p.rc}, rm ${p.rm})`
+      : null;
+  },
   async run(ctx) {
     const p = ctx.params;
     ctx.evidence.purpose = p.purpose;

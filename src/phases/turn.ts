@@ -85,6 +85,8 @@ export const turnPhase: PhaseDefinition<typeof params> = {
   controlPhase: 'stun',
   needs: 'addresses',
   needsFor: needsForTransport,
+  check: (p, { target, settings }) =>
+    settings.turnCredentials?.has(p.credential ?? target) ? null : `needs credentials "${p.credential ?? target}" in the config's turn section`,
   async run(ctx) {
     const p = ctx.params;
     const name = p.credential ?? ctx.target;

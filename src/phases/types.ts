@@ -92,5 +92,11 @@ export interface PhaseDefinition<S extends z.ZodType = z.ZodType> {
   readonly needs: PhaseNeeds;
   /** When what the phase stands on depends on its parameters (e.g. `stun` over UDP, TCP or TLS). */
   readonly needsFor?: (params: z.infer<S>) => PhaseNeeds;
+  /**
+   * What the plan can tell before anything runs: a timeout too short for the phase's own schedule,
+   * a setting it needs that the config lacks. Returns the problem, or null; the plan reports it
+   * with the catalogue's file, line and column, so nothing fails later at run time.
+   */
+  readonly check?: (params: z.infer<S>, planned: { target: string; timeoutMs: number; settings: PhaseSettings }) => string | null;
   run(ctx: PhaseContext<z.infer<S>>): Promise<void>;
 }

@@ -119,7 +119,7 @@ describe('turn servers in the config', () => {
       } catch (err) {
         problems = (err as ConfigError).problems;
       }
-      expect(problems).toEqual([`${join(dir, 'relays.yaml')}: relays/r1: the turn phase needs credentials "mine" in the config's turn section`]);
+      expect(problems).toEqual([`${join(dir, 'relays.yaml')}:3:5: targets[0]: turn: needs credentials "mine" in the config's turn section`]);
       const ok = join(dir, 'creds.yaml');
       writeFileSync(
         ok,
