@@ -10,7 +10,10 @@ export function createLogger(level: string = process.env.CALLPROBE_LOG_LEVEL ?? 
   return pino({
     name: 'callprobe',
     level,
-    redact: { paths: ['*.password', '*.credential', '*.token', 'config.http.token', '*.turn[*].password'], censor: '[redacted]' },
+    redact: {
+      paths: ['*.password', '*.credential', '*.token', '*.reflectorKey', '*.key', 'config.http.token', '*.turn[*].password', 'config.media.reflectorKey'],
+      censor: '[redacted]',
+    },
   });
 }
 
