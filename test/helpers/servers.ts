@@ -14,6 +14,11 @@ export interface Running {
   close(): Promise<void>;
 }
 
+/** Listens on a free loopback port; close() also destroys the connections still open. */
+export function listenTracked(server: Server): Promise<Running> {
+  return listen(server, track(server));
+}
+
 function track(server: Server): Set<Socket> {
   const sockets = new Set<Socket>();
   server.on('connection', (s: Socket) => {

@@ -1,6 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { once } from 'node:events';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +11,7 @@ import { reflectorConfigSchema } from '../../src/reflector/config.js';
 import { FrameReader, STREAM_PROOF_LENGTH, verifyStreamRequest } from '../../src/reflector/protocol.js';
 import { startReflector, type Reflector } from '../../src/reflector/server.js';
 import { createLabCa, type LabCa } from '../lab/ca.js';
+import { listenTracked, type Running } from '../helpers/servers.js';
 import { runOnce, specFor } from '../helpers/spec.js';
 
 const KEY_HEX = '3e'.repeat(32);
@@ -24,10 +24,8 @@ type Behaviour = { send: number; then: 'stall' | 'fin' | 'rst' } | { wrongProof:
  * A misbehaving reflector: it reads the authenticated request like the real one, then sends
  * `send` bytes (the proof included) and stalls, closes (FIN) or resets (RST).
  */
-async function fakeReflector(b: Behaviour): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
+async function fakeReflector(b: Behaviour): Promise<Running> {
   const server: Server = createServer((s) => {
-    sockets.add(s);
     s.on('error', () => {});
     const reader = new FrameReader();
     s.on('data', (chunk: Buffer) => {
@@ -45,15 +43,7 @@ async function fakeReflector(b: Behaviour): Promise<{ port: number; close(): Pro
       }
     });
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
+  return listenTracked(server);
 }
 
 const streamSpec = (port: number, params: Record<string, unknown> = {}, phases: unknown[] = ['tcp']) =>
