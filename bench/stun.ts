@@ -29,7 +29,7 @@ export async function benchStun(lab: Lab, opts: { count: number; processCount: n
   const coturn = await startLabCoturn(lab, { ip: SERVER });
   writeFileSync(
     join(lab.tmpDir, 'stun-bench.yaml'),
-    `service: bench\ntargets:\n  - { name: stun, host: ${SERVER}, port: ${coturn.port}, phases: [stun] }\n`,
+    `service: bench\ntargets:\n  - { name: stun, host: ${SERVER}, port: ${coturn.port}, phaseTimeout: 45s, phases: [stun] }\n`,
   );
   const config = join(lab.tmpDir, 'stun-bench-config.yaml');
   writeFileSync(
