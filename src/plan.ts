@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { catalogueSchema, configSchema, turnServerAddress, type Catalogue, type CatalogueTarget, type Config } from './config/schema.js';
 import { ConfigError, formatPath, loadYaml, locate } from './config/loader.js';
 import { parseHostPort } from './config/units.js';
+import { isLoopbackHost } from './net/cidr.js';
 import { systemResolver } from './config/resolv.js';
 import type { SafetyPolicy } from './engine/guard.js';
 import { PHASES } from './phases/index.js';
@@ -113,7 +114,7 @@ export function buildPlan(config: Config, configFile: string | null): Plan {
   });
   const listen = parseHostPort(config.http.listen, 9465);
   if (!listen) problems.push(`${where(['http', 'listen'])}: http.listen: must be HOST:PORT`);
-  else if (!isLoopback(listen.host) && !config.http.token) {
+  else if (!isLoopbackHost(listen.host) && !config.http.token) {
     problems.push(`${where(['http', 'listen'])}: http.listen: listening beyond loopback needs http.token (at least 16 characters)`);
   }
   const settings: PhaseSettings = {
@@ -144,10 +145,6 @@ function listCatalogues(dir: string): string[] {
     .filter((f) => f.endsWith('.yaml') || f.endsWith('.yml'))
     .sort()
     .map((f) => join(dir, f));
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 function toSpec(catalogue: Catalogue, t: CatalogueTarget, config: Config, file: string): ProbeSpec {

@@ -19,6 +19,8 @@ export interface SchedulerOptions {
 
 interface Slot {
   spec: ProbeSpec;
+  /** Dropped by a reload while its run was still going: forgotten when that run ends. */
+  removed?: true;
   timer?: NodeJS.Timeout;
   running?: Promise<void>;
   controller?: AbortController;
@@ -57,12 +59,18 @@ export class Scheduler {
     for (const [id, slot] of this.slots) {
       if (!next.has(id)) {
         clearTimeout(slot.timer);
-        this.slots.delete(id);
+        // A run in flight stays tracked, so stop() still waits for it and a re-added spec cannot overlap it.
+        if (slot.running) slot.removed = true;
+        else this.slots.delete(id);
       }
     }
     for (const spec of specs) {
       const slot = this.slots.get(spec.id);
-      if (slot) {
+      if (slot?.removed) {
+        delete slot.removed;
+        slot.spec = spec;
+        this.arm(slot, this.spread(spec));
+      } else if (slot) {
         const changed = JSON.stringify(slot.spec) !== JSON.stringify(spec);
         slot.spec = spec;
         if (changed) {
@@ -134,6 +142,7 @@ export class Scheduler {
       .finally(() => {
         slot.running = undefined;
         slot.controller = undefined;
+        if (slot.removed && this.slots.get(spec.id) === slot) this.slots.delete(spec.id);
       });
   }
 }

@@ -88,3 +88,10 @@ function expandIpv6(address: string): number[] {
   const zeros = tail === undefined ? [] : new Array<string>(8 - h.length - t.length).fill('0');
   return [...h, ...zeros, ...t].map((g) => parseInt(g, 16));
 }
+
+/** localhost, 127.0.0.0/8 or ::1 (also IPv4-mapped): a name is never taken for an address. */
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') return true;
+  const norm = normalizeAddress(host);
+  return norm !== null && (norm === '::1' || (isIP(norm) === 4 && norm.startsWith('127.')));
+}

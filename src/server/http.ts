@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import { readRecords } from '../sinks/records.js';
 import type { StatusBoard } from '../sinks/status.js';
 import { VERSION } from '../version.js';
+import { isLoopbackHost } from '../net/cidr.js';
 import { renderStatusPage } from './page.js';
 
 export interface HttpDeps {
@@ -34,6 +35,9 @@ export function createHttpServer(deps: HttpDeps): Server {
 async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://callprobe');
   if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n');
+  // Without a token the server listens on loopback only; a page in the volunteer's browser could
+  // still reach it through DNS rebinding, so only loopback Host names are served.
+  if (!deps.token && !loopbackHost(req.headers.host)) return send(res, 403, 'text/plain', 'forbidden: use http://127.0.0.1 or a token\n');
   // /healthz stays open so that a supervisor can check liveness without the token.
   if (url.pathname !== '/healthz' && deps.token && !authorized(req, deps.token)) {
     res.setHeader('WWW-Authenticate', 'Bearer realm="callprobe"');
@@ -72,6 +76,12 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps)
     default:
       return send(res, 404, 'text/plain', 'not found\n');
   }
+}
+
+function loopbackHost(host: string | undefined): boolean {
+  if (!host) return false;
+  const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.replace(/:\d+$/, '');
+  return isLoopbackHost(name.replace(/^\[|\]$/g, ''));
 }
 
 function authorized(req: IncomingMessage, token: string): boolean {

@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, statSync, unlinkSync, readFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ProbeResult } from '../result.js';
@@ -91,8 +91,18 @@ export class RecordWriter {
     if (c && c.day === day && (c.bytes === 0 || c.bytes + incoming <= this.options.maxFileBytes)) return;
     await this.handle?.close();
     const name = this.nextName(day);
-    this.handle = await open(join(this.options.dir, name), 'a', 0o640);
-    this.current = { name, day, bytes: (await this.handle.stat()).size };
+    this.handle = await open(join(this.options.dir, name), 'a+', 0o640);
+    const size = (await this.handle.stat()).size;
+    this.current = { name, day, bytes: size };
+    // After a crash the last line may be torn: end it, so the next record starts on a line of its own.
+    if (size > 0) {
+      const last = Buffer.alloc(1);
+      await this.handle.read(last, 0, 1, size - 1);
+      if (last[0] !== 0x0a) {
+        await this.handle.appendFile('\n');
+        this.current.bytes += 1;
+      }
+    }
     enforceTotal(this.options.dir, this.options.maxTotalBytes, name);
   }
 
@@ -156,31 +166,72 @@ export interface ReadOptions {
   since?: Date;
   /** At most this many, the newest ones. */
   limit: number;
+  /**
+   * At most this many bytes are read per call, newest first, so a request can never make the
+   * daemon read its whole records directory (the HTTP API shares the event loop with the probes).
+   */
+  maxScanBytes?: number;
 }
+
+const READ_CHUNK = 64 * 1024;
+const DEFAULT_MAX_SCAN = 32 * 1024 * 1024;
 
 /**
  * Reads results back, newest last. A torn line (a crash mid-write) or any line that does not
- * parse is skipped, never fatal. Reads from the newest file backwards and stops at `limit`.
+ * parse is skipped, never fatal. Files are read backwards in chunks from the newest, and reading
+ * stops at `limit` results or `maxScanBytes`.
  */
-export function readRecords(dir: string, { since, limit }: ReadOptions): ProbeResult[] {
+export function readRecords(dir: string, { since, limit, maxScanBytes = DEFAULT_MAX_SCAN }: ReadOptions): ProbeResult[] {
   const out: ProbeResult[] = [];
-  const files = listRecordFiles(dir).reverse();
-  for (const f of files) {
+  let budget = maxScanBytes;
+  for (const f of listRecordFiles(dir).reverse()) {
+    if (out.length >= limit || budget <= 0) break;
     if (since && f.day < utcDay(since)) break;
-    const lines = readFileSync(join(dir, f.name), 'utf8').split('\n');
-    for (let i = lines.length - 1; i >= 0 && out.length < limit; i--) {
-      const line = lines[i]!;
-      if (line.length === 0) continue;
+    budget -= readFileBackwards(join(dir, f.name), budget, (line) => {
       let result: ProbeResult;
       try {
         result = JSON.parse(line) as ProbeResult;
       } catch {
-        continue;
+        return true;
       }
-      if (since && Date.parse(result.startedAt) < since.getTime()) continue;
-      out.push(result);
-    }
-    if (out.length >= limit) break;
+      if (!since || Date.parse(result.startedAt) >= since.getTime()) out.push(result);
+      return out.length < limit;
+    });
   }
   return out.reverse();
+}
+
+/** Calls `onLine` for each complete line, last line first; stops when it returns false. Returns bytes read. */
+function readFileBackwards(file: string, maxBytes: number, onLine: (line: string) => boolean): number {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return 0;
+  }
+  try {
+    let position = fstatSync(fd).size;
+    let carry = Buffer.alloc(0);
+    let read = 0;
+    while (position > 0 && read < maxBytes) {
+      const length = Math.min(READ_CHUNK, position, maxBytes - read);
+      position -= length;
+      const chunk = Buffer.alloc(length);
+      readSync(fd, chunk, 0, length, position);
+      read += length;
+      let buf = Buffer.concat([chunk, carry]);
+      let end = buf.length;
+      for (let i = buf.length - 1; i >= 0; i--) {
+        if (buf[i] !== 0x0a) continue;
+        if (end > i + 1 && !onLine(buf.toString('utf8', i + 1, end))) return read;
+        end = i;
+      }
+      carry = buf.subarray(0, end);
+      buf = carry;
+    }
+    if (position === 0 && carry.length > 0) onLine(carry.toString('utf8'));
+    return read;
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -101,3 +101,11 @@ describe('address forms', () => {
     expect(embeddedIpv4('2001:db8::1')).toBeNull();
   });
 });
+
+describe('isLoopbackHost', () => {
+  it('accepts localhost and loopback literals, never names that look like them', async () => {
+    const { isLoopbackHost } = await import('../../src/net/cidr.js');
+    expect(['localhost', '127.0.0.1', '127.9.9.9', '::1', '::ffff:127.0.0.1'].map(isLoopbackHost)).toEqual([true, true, true, true, true]);
+    expect(['127.example.com', '0.0.0.0', '198.18.1.2', 'localhost.example'].map(isLoopbackHost)).toEqual([false, false, false, false]);
+  });
+});

@@ -131,4 +131,42 @@ describe('scheduler', () => {
     expect(reasons).toHaveLength(1);
     expect((reasons[0] as { code: string }).code).toBe('interrupted');
   });
+
+  it('keeps a spec removed by a reload tracked while its run is going: stop cancels it, a re-add does not overlap it', async () => {
+    let active = 0;
+    let maxActive = 0;
+    const reasons: unknown[] = [];
+    const s = new Scheduler({
+      concurrency: 4,
+      jitter: 0,
+      random: () => 0,
+      run: (_sp, signal) =>
+        new Promise<void>((resolve) => {
+          active++;
+          maxActive = Math.max(maxActive, active);
+          const done = () => {
+            active--;
+            resolve();
+          };
+          const t = setTimeout(done, 20_000);
+          signal.addEventListener('abort', () => {
+            clearTimeout(t);
+            reasons.push(signal.reason);
+            done();
+          });
+        }),
+    });
+    s.start([spec('a', 5_000, true)]);
+    await vi.advanceTimersByTimeAsync(1_000); // a is running (20 s)
+    s.replace([]);
+    s.replace([spec('a', 5_000, true)]); // re-added while the old run goes on
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(maxActive).toBe(1);
+    s.replace([]);
+    const stopping = s.stop(100);
+    await vi.advanceTimersByTimeAsync(200);
+    await stopping;
+    expect(active).toBe(0);
+    expect((reasons[0] as { code: string }).code).toBe('interrupted');
+  });
 });

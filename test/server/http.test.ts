@@ -112,3 +112,40 @@ describe('HTTP API and status page', () => {
     expect((await fetch(base + '/metrics', { method: 'POST', headers: { Authorization: `Bearer ${token}` } })).status).toBe(405);
   });
 });
+
+describe('HTTP without a token (loopback only)', () => {
+  it('serves loopback Host names and refuses others (DNS rebinding)', async () => {
+    const { request } = await import('node:http');
+    const status = new StatusBoard();
+    const server = createHttpServer({
+      registry: new Metrics('lab').registry,
+      status,
+      recordsDir: '/nonexistent',
+      vantage: 'lab',
+      startedAt: '2026-11-22T09:00:00.000Z',
+      log: silentLogger(),
+      health: () => ({ ok: true, detail: {} }),
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as AddressInfo).port;
+    const get = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path: '/api/status', headers: { Host: host } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      expect(await get(`127.0.0.1:${port}`)).toBe(200);
+      expect(await get(`localhost:${port}`)).toBe(200);
+      expect(await get(`[::1]:${port}`)).toBe(200);
+      expect(await get('rebind.example:9465')).toBe(403);
+      expect(await get('127.0.0.1.rebind.example')).toBe(403);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});

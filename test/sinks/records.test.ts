@@ -58,8 +58,23 @@ describe('JSON-lines records', () => {
     again.write(result({ target: 'after' }));
     await again.close();
     expect(readdirSync(dir)).toEqual(['callprobe-20261122-0000.jsonl']);
-    // The torn fragment and the next record share a line: that line is skipped, nothing else lost.
-    expect(readRecords(dir, { limit: 10 }).map((r) => r.target)).toEqual(['before']);
+    // The torn line is ended before appending: only the fragment is lost, not the next record.
+    expect(readRecords(dir, { limit: 10 }).map((r) => r.target)).toEqual(['before', 'after']);
+  });
+
+  it('reads backwards with a bounded scan: the newest results first, never the whole directory', async () => {
+    const w = new RecordWriter({ dir, maxFileBytes: 1 << 20, maxTotalBytes: 1 << 24, queueLength: 5000, now: () => new Date('2026-11-22T10:00:00Z') });
+    for (let i = 0; i < 2000; i++) w.write(result({ target: `t${i}` }));
+    await w.close();
+    const line = JSON.stringify(result({ target: 't1000' })).length + 1;
+    expect(readRecords(dir, { limit: 3 }).map((r) => r.target)).toEqual(['t1997', 't1998', 't1999']);
+    // A scan budget of about 10 lines returns only what fits in it, newest last.
+    const bounded = readRecords(dir, { limit: 1000, maxScanBytes: line * 10 });
+    expect(bounded.length).toBeGreaterThanOrEqual(9);
+    expect(bounded.length).toBeLessThanOrEqual(10);
+    expect(bounded.at(-1)!.target).toBe('t1999');
+    // Lines spanning the 64 KiB read chunks are reassembled: all 2000 come back, in order.
+    expect(readRecords(dir, { limit: 5000 }).map((r) => r.target)).toEqual(Array.from({ length: 2000 }, (_, i) => `t${i}`));
   });
 
   it('drops and counts results when the queue is full, never blocking', async () => {
