@@ -146,6 +146,8 @@ export function classify(err: unknown): Classified {
     }
     const mapped = SYSTEM_CODES[sysCode];
     if (mapped) return { code: mapped, error: sysCode, evidence: {} };
+    // The ws library's codes for frames a WebSocket peer must not send (bad opcode, RSV bits, too large).
+    if (sysCode.startsWith('WS_ERR_')) return { code: 'proto_malformed', error: sysCode, evidence: {} };
     if (sysCode.startsWith('ERR_SSL_') || sysCode.startsWith('ERR_TLS_')) {
       return { code: 'ssl_failed_handshake', error: sysCode, evidence: {} };
     }

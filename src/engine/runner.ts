@@ -108,11 +108,16 @@ async function runPhase(
     endpointUsed: defaultEndpoint(spec),
   };
   const started = performance.now();
+  let ended = started;
   let failure: FailureCode | null = null;
+  let running: Promise<void> | undefined;
   try {
     if (!definition) throw new ProbeFailure('internal_error', `unknown phase ${planned.name}`);
-    await Promise.race([definition.run(ctx), rejectOnAbort(controller.signal)]);
+    running = definition.run(ctx);
+    await Promise.race([running, rejectOnAbort(controller.signal)]);
+    ended = performance.now();
   } catch (err) {
+    ended = performance.now();
     const c = classifyPhaseError(err, ctx, deps, spec);
     failure = c;
   } finally {
@@ -121,21 +126,46 @@ async function runPhase(
     // Whatever the phase was doing in the background is over now.
     if (!controller.signal.aborted) controller.abort(new ProbeFailure('interrupted', 'phase finished'));
   }
+  // A phase told to stop may still owe the server a goodbye (TURN's Refresh with lifetime 0):
+  // give it a bounded moment before the run's cleanups close the sockets under it.
+  if (failure !== null && running) await settleWithin(running, PHASE_SETTLE_MS);
   return {
     phase: planned.name,
     endpoint: ctx.endpointUsed,
     ...(ctx.transport ? { transport: ctx.transport } : {}),
     startedAt: round(started - t0),
-    durationMs: round(performance.now() - started),
+    durationMs: round(ended - started),
     ok: failure === null,
     failure,
-    evidence: ctx.evidence,
+    // A snapshot: a phase still finishing in the background cannot change a returned result.
+    evidence: { ...ctx.evidence },
   };
+}
+
+/** How long a cancelled phase may take to release what it holds (TURN's default releaseWaitMs is 2 s). */
+const PHASE_SETTLE_MS = 3000;
+
+function settleWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    promise.then(
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+    );
+  });
 }
 
 function classifyPhaseError(err: unknown, ctx: PhaseContext, deps: RunnerDeps, spec: ProbeSpec): FailureCode {
   // A programming error (or a codec that let hostile bytes through) is our bug, not the network's.
-  if (err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError || err instanceof SyntaxError) {
+  // The ws library reports a peer's invalid frames as RangeErrors with a WS_ERR_ code: those are the peer's.
+  const peerFrameError = typeof (err as { code?: unknown })?.code === 'string' && (err as { code: string }).code.startsWith('WS_ERR_');
+  if (!peerFrameError && (err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError || err instanceof SyntaxError)) {
     deps.log.error({ err, probe: spec.id, phase: ctx.endpointUsed }, 'internal error in phase');
     ctx.evidence.error = `${err.name}: ${err.message}`;
     return 'internal_error';

@@ -19,7 +19,7 @@ export interface Conversation {
 }
 
 export function openConversation(
-  target: { socket?: Socket; ws?: WebSocket },
+  target: { socket?: Socket; ws?: WebSocket; tcp?: Socket },
   signal: AbortSignal,
   evidence: Evidence,
 ): Conversation {
@@ -52,7 +52,19 @@ export function openConversation(
       w.reject(ended);
     }
   };
-  const onAbort = (): void => fail(signal.reason as Error);
+  /** Listeners to take off when the phase ends, so a later phase on the same connection starts clean. */
+  const detach: Array<() => void> = [];
+  const listen = <T extends Socket | WebSocket>(emitter: T, event: string, fn: (...args: never[]) => void): void => {
+    (emitter as unknown as NodeJS.EventEmitter).on(event, fn as (...args: unknown[]) => void);
+    detach.push(() => (emitter as unknown as NodeJS.EventEmitter).off(event, fn as (...args: unknown[]) => void));
+  };
+  const onAbort = (): void => {
+    fail(signal.reason as Error);
+    for (const off of detach.splice(0)) off();
+    chunks.length = 0;
+    // Bytes that arrive between phases wait in the socket for the next phase's conversation.
+    target.socket?.pause();
+  };
   signal.addEventListener('abort', onAbort, { once: true });
 
   let send: (bytes: Uint8Array) => void;
@@ -60,16 +72,27 @@ export function openConversation(
   if (target.ws) {
     const ws = target.ws;
     transport = 'websocket';
-    ws.on('message', (data: RawData) => deliver(toBuffer(data)));
-    ws.on('close', (code: number, reason: Buffer) =>
+    // ws turns a reset of its socket into a plain close 1006: watch the TCP socket underneath so an
+    // injected RST is reported as connection_reset, not as an orderly close.
+    let tcpError: string | null = null;
+    if (target.tcp) listen(target.tcp, 'error', (err: NodeJS.ErrnoException) => (tcpError ??= err.code ?? err.message));
+    listen(ws, 'message', (data: RawData) => deliver(toBuffer(data)));
+    listen(ws, 'close', (code: number, reason: Buffer) => {
+      if (tcpError === 'ECONNRESET') return fail(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }));
       fail(
-        new ProbeFailure('eof_error', `WebSocket closed by the peer (${code} ${reason.toString('utf8')})`, {
+        new ProbeFailure('eof_error', `WebSocket closed by the peer (${code} ${reason.toString('utf8').slice(0, 128)})`, {
           wsCloseCode: code,
           wsCloseReason: reason.toString('utf8').slice(0, 128),
         }),
+      );
+    });
+    listen(ws, 'error', (err: NodeJS.ErrnoException) =>
+      fail(
+        err.code?.startsWith('WS_ERR_')
+          ? new ProbeFailure('proto_malformed', `invalid WebSocket frame from the peer: ${err.message.slice(0, 128)}`, { error: err.code })
+          : err,
       ),
     );
-    ws.on('error', (err: Error) => fail(err));
     send = (bytes) => {
       evidence.bytesSent = (evidence.bytesSent ?? 0) + bytes.length;
       ws.send(bytes, { binary: true });
@@ -77,10 +100,16 @@ export function openConversation(
   } else if (target.socket) {
     const socket = target.socket;
     transport = 'stream';
-    socket.on('data', (d: Buffer) => deliver(d));
-    socket.on('end', () => fail(new ProbeFailure('eof_error', 'connection closed by the peer (FIN)')));
-    socket.on('error', (err: Error) => fail(err));
-    socket.on('close', () => fail(new ProbeFailure('eof_error', 'connection closed')));
+    listen(socket, 'data', (d: Buffer) => deliver(d));
+    listen(socket, 'end', () => fail(new ProbeFailure('eof_error', 'connection closed by the peer (FIN)')));
+    listen(socket, 'error', (err: Error) => fail(err));
+    listen(socket, 'close', () => fail(new ProbeFailure('eof_error', 'connection closed')));
+    // A socket can error after its listeners are detached: a no-op keeps that from crashing the process.
+    if (!guarded.has(socket)) {
+      guarded.add(socket);
+      socket.on('error', () => {});
+    }
+    socket.resume();
     send = (bytes) => {
       evidence.bytesSent = (evidence.bytesSent ?? 0) + bytes.length;
       socket.write(bytes);
@@ -102,6 +131,8 @@ export function openConversation(
     },
   };
 }
+
+const guarded = new WeakSet<Socket>();
 
 function toBuffer(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;

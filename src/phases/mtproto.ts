@@ -82,7 +82,7 @@ export const mtprotoPhase: PhaseDefinition<typeof params> = {
     const request = encodeReqPqMulti(nonce, clientMessageId(Date.now()));
     Object.assign(ctx.evidence, channel.describe, { nonceHex: hexPrefix(nonce) });
 
-    const conversation = openConversation(ws ? { ws } : { socket: socket! }, ctx.signal, ctx.evidence);
+    const conversation = openConversation(ws ? { ws, tcp } : { socket: socket! }, ctx.signal, ctx.evidence);
     conversation.send(channel.wrap(request));
     const res = await readResPQ(conversation, channel, nonce, ctx.evidence);
     ctx.evidence.serverNonceHex = hexPrefix(res.serverNonce);

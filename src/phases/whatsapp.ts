@@ -67,7 +67,7 @@ export const whatsappPhase: PhaseDefinition<typeof params> = {
     ctx.evidence.rootKey = hexPrefix(rootKey);
     ctx.evidence.staticDecrypted = false;
 
-    const conversation = openConversation(ws ? { ws } : { socket }, ctx.signal, ctx.evidence);
+    const conversation = openConversation(ws ? { ws, tcp } : { socket }, ctx.signal, ctx.evidence);
     conversation.send(client.firstBytes);
     const decoder = new FrameDecoder({ maxFrameSize: ctx.params.maxFrameBytes ?? DEFAULT_MAX_FRAME_SIZE });
     const close = ws ? () => ws.terminate() : () => socket!.destroy();

@@ -6,7 +6,29 @@ import type { PhaseDefinition } from '../../src/phases/types.js';
 import { runOnce, specFor } from '../helpers/spec.js';
 
 /** Test-only phases, registered for this file and removed after it. */
+const order: string[] = [];
+
 const testPhases: PhaseDefinition[] = [
+  {
+    name: 'test-release',
+    params: z.object({}).strict(),
+    controlPhase: 'tcp',
+    needs: 'nothing',
+    run(ctx) {
+      ctx.state.cleanups.push(() => order.push('cleanup'));
+      ctx.evidence.released = false;
+      return new Promise((_, reject) => {
+        ctx.signal.addEventListener('abort', () =>
+          // Like TURN's Refresh with lifetime 0: a goodbye that takes a round trip after the abort.
+          setTimeout(() => {
+            order.push('released');
+            ctx.evidence.released = true;
+            reject(ctx.signal.reason);
+          }, 200),
+        );
+      });
+    },
+  },
   {
     name: 'test-bug',
     params: z.object({}).strict(),
@@ -71,6 +93,16 @@ describe('runner', () => {
     expect(run.failure).toBe('interrupted');
     expect(run.phases[0]!.evidence.error).toBe('shutting down');
     expect(run.phases[1]!.skipped).toBe(true);
+  });
+
+  it('lets a timed-out phase finish its release before the run closes its connection', async () => {
+    order.length = 0;
+    const run = await runOnce(specFor({ endpoint, phases: ['test-release'], timeoutMs: 100 }));
+    expect(run.failure).toBe('generic_timeout_error');
+    expect(order).toEqual(['released', 'cleanup']);
+    expect(run.phases[0]!.evidence.released).toBe(true);
+    // Timed to the failure (100 ms), not to the end of the release (at least 300 ms).
+    expect(run.phases[0]!.durationMs).toBeLessThan(300);
   });
 
   it('keeps a ProbeFailure code and its evidence', async () => {

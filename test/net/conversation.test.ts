@@ -1,0 +1,83 @@
+import { once } from 'node:events';
+import { createServer as createHttpServer } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { WebSocket, WebSocketServer } from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { classify } from '../../src/failure.js';
+import { openConversation } from '../../src/net/conversation.js';
+import { listenTracked, tcpServer, type Running } from '../helpers/servers.js';
+
+/** A WebSocket server on loopback that misbehaves after the first message, as told by the path. */
+async function badWsServer(): Promise<Running> {
+  const http = createHttpServer();
+  const wss = new WebSocketServer({ noServer: true });
+  http.on('upgrade', (req, socket, head) => {
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.once('message', () => {
+        if (req.url === '/rst') (socket as Socket).resetAndDestroy();
+        // 0x83: FIN + reserved opcode 3, which a client must refuse (RFC 6455 §5.2).
+        else if (req.url === '/bad-frame') socket.write(Buffer.from([0x83, 0x00]));
+      });
+    });
+  });
+  return listenTracked(http as unknown as import('node:net').Server);
+}
+
+async function openWs(port: number, path: string): Promise<{ ws: WebSocket; tcp: Socket }> {
+  const tcp = connect(port, '127.0.0.1');
+  await once(tcp, 'connect');
+  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { createConnection: () => tcp });
+  await once(ws, 'open');
+  return { ws, tcp };
+}
+
+describe('conversation over a WebSocket', () => {
+  let server: Running;
+  beforeAll(async () => {
+    server = await badWsServer();
+  });
+  afterAll(() => server.close());
+
+  it('reports an RST under the WebSocket as connection_reset, not as an orderly close', async () => {
+    const { ws, tcp } = await openWs(server.port, '/rst');
+    const c = openConversation({ ws, tcp }, new AbortController().signal, {});
+    c.send(Buffer.from('hello'));
+    const err = await c.receive().catch((e: unknown) => e);
+    expect(classify(err)).toMatchObject({ code: 'connection_reset', error: 'ECONNRESET' });
+  });
+
+  it("reports the peer's invalid frame as proto_malformed, not as callprobe's bug", async () => {
+    const { ws, tcp } = await openWs(server.port, '/bad-frame');
+    const c = openConversation({ ws, tcp }, new AbortController().signal, {});
+    c.send(Buffer.from('hello'));
+    const err = await c.receive().catch((e: unknown) => e);
+    expect(classify(err)).toMatchObject({ code: 'proto_malformed', evidence: { error: 'WS_ERR_INVALID_OPCODE' } });
+    ws.terminate();
+  });
+});
+
+describe('conversation over a stream', () => {
+  it('detaches when its phase ends, so the next phase gets the bytes and the old evidence stays put', async () => {
+    const echo = await tcpServer('echo');
+    const socket = connect(echo.port, '127.0.0.1');
+    await once(socket, 'connect');
+    try {
+      const first = new AbortController();
+      const firstEvidence: Record<string, unknown> = {};
+      const a = openConversation({ socket }, first.signal, firstEvidence);
+      a.send(Buffer.from('one'));
+      expect((await a.receive()).toString()).toBe('one');
+      first.abort(new Error('phase finished'));
+      socket.write('two'); // echoed while no phase listens
+      await new Promise((r) => setTimeout(r, 50));
+      const secondEvidence: Record<string, unknown> = {};
+      const b = openConversation({ socket }, new AbortController().signal, secondEvidence);
+      expect((await b.receive()).toString()).toBe('two');
+      expect(firstEvidence).toMatchObject({ bytesSent: 3, bytesReceived: 3 });
+      expect(secondEvidence).toMatchObject({ bytesSent: 0, bytesReceived: 3 });
+    } finally {
+      socket.destroy();
+      await echo.close();
+    }
+  });
+});
