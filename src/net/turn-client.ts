@@ -101,7 +101,14 @@ export class TurnClient {
       onAttempt: () => {
         this.requests++;
       },
-      accept: (r) => !auth || !findAttribute(r, ATTR.MESSAGE_INTEGRITY) || verifyIntegrity(r, auth.key),
+      // RFC 8489 §9.2.5: once authenticated, a response must carry a valid MESSAGE-INTEGRITY; only
+      // the 401/438 challenges that restart authentication may come without it.
+      accept: (r) => {
+        if (!auth) return true;
+        if (findAttribute(r, ATTR.MESSAGE_INTEGRITY)) return verifyIntegrity(r, auth.key);
+        const code = r.class === 'error' ? getErrorCode(r)?.code : undefined;
+        return code === 401 || code === 438;
+      },
     });
     return outcome.response;
   }
@@ -143,7 +150,7 @@ export class TurnClient {
 export function turnFailure(response: StunMessage, method: number, afterAuthentication: boolean): ProbeFailure {
   const error = getErrorCode(response);
   const code = error ? turnErrorFailure(error.code, afterAuthentication) : 'proto_error';
-  return new ProbeFailure(code, `${methodName(method)} error response ${error ? `${error.code} ${error.reason}` : 'without ERROR-CODE'}`, {
+  return new ProbeFailure(code, `${methodName(method)} error response ${error ? `${error.code} ${error.reason.slice(0, MAX_TEXT)}` : 'without ERROR-CODE'}`, {
     errorCode: error?.code ?? null,
     errorReason: error ? error.reason.slice(0, MAX_TEXT) : null,
     errorMethod: methodName(method),

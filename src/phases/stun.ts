@@ -165,7 +165,7 @@ function describeAnswer(ctx: PhaseContext<StunParams>, response: StunMessage): v
     const error = getErrorCode(response);
     ctx.evidence.errorCode = error?.code ?? null;
     ctx.evidence.errorReason = error ? error.reason.slice(0, MAX_TEXT) : null;
-    throw new ProbeFailure('proto_error', `Binding error response ${error ? `${error.code} ${error.reason}` : 'without ERROR-CODE'}`);
+    throw new ProbeFailure('proto_error', `Binding error response ${error ? `${error.code} ${error.reason.slice(0, MAX_TEXT)}` : 'without ERROR-CODE'}`);
   }
   const unknown = unknownComprehensionRequired(response, KNOWN_ATTRIBUTES);
   if (unknown.length > 0) {

@@ -85,8 +85,13 @@ export const turnPhase: PhaseDefinition<typeof params> = {
   controlPhase: 'stun',
   needs: 'addresses',
   needsFor: needsForTransport,
-  check: (p, { target, settings }) =>
-    settings.turnCredentials?.has(p.credential ?? target) ? null : `needs credentials "${p.credential ?? target}" in the config's turn section`,
+  check: (p, { target, timeoutMs, settings }) => {
+    if (!settings.turnCredentials?.has(p.credential ?? target)) return `needs credentials "${p.credential ?? target}" in the config's turn section`;
+    // The steps get the timeout less releaseWaitMs, and never less than half of it: below this the
+    // release could run past the phase's end.
+    const least = 2 * p.releaseWaitMs + 200;
+    return timeoutMs < least ? `phaseTimeout ${timeoutMs} ms leaves no room to release the allocation (at least ${least} ms for releaseWaitMs ${p.releaseWaitMs})` : null;
+  },
   async run(ctx) {
     const p = ctx.params;
     const name = p.credential ?? ctx.target;
@@ -96,6 +101,17 @@ export const turnPhase: PhaseDefinition<typeof params> = {
     await run.execute(credential);
   },
 };
+
+/**
+ * What came through the relay, kept for the steps that wait on it: a server flooding Data
+ * indications or ChannelData must cost neither unbounded memory nor a growing rescan.
+ */
+const MAX_RELAYED_KEPT = 64;
+
+function keepBounded<T>(list: T[], item: T): void {
+  list.push(item);
+  if (list.length > MAX_RELAYED_KEPT) list.shift();
+}
 
 class TurnRun {
   private readonly started = performance.now();
@@ -141,7 +157,7 @@ class TurnRun {
         onIndication: (m) => this.onIndication(m),
         onChannelData: (channel, data) => {
           this.relay.clientReceived++;
-          this.channelData.push({ channel, data, atMs: this.now() });
+          keepBounded(this.channelData, { channel, data, atMs: this.now() });
           this.wake?.();
         },
       });
@@ -265,7 +281,7 @@ class TurnRun {
     const data = getData(message);
     if (!peer || !data) return;
     this.relay.clientReceived++;
-    this.dataIndications.push({ peer, data: Buffer.from(data) });
+    keepBounded(this.dataIndications, { peer, data: Buffer.from(data) });
     this.wake?.();
   }
 

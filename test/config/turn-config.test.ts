@@ -110,6 +110,24 @@ describe('turn servers in the config', () => {
       'service: relays\ntargets:\n  - name: r1\n    host: 198.18.2.2\n    port: 3478\n    phases:\n      - turn: { credential: mine }\n',
     );
 
+    it('needs a phase timeout that leaves room to release the allocation', () => {
+      writeFileSync(join(dir, 'short.probes.yaml'), 'service: short\ntargets:\n  - name: r2\n    host: 198.18.2.2\n    port: 3478\n    phaseTimeout: 3s\n    phases:\n      - turn: { credential: mine }\n');
+      const file = join(dir, 'short.yaml');
+      writeFileSync(
+        file,
+        `embeddedCatalogues: false\ncatalogues: [short.probes.yaml]\ndns: { resolver: "127.0.0.1:53" }\nturn:\n  - { name: mine, host: 198.18.2.2, username: ${USER}, password: ${SECRET} }\n`,
+      );
+      let problems: string[] = [];
+      try {
+        loadPlan(file);
+      } catch (err) {
+        problems = (err as ConfigError).problems;
+      }
+      expect(problems).toEqual([
+        `${join(dir, 'short.probes.yaml')}:3:5: targets[0]: turn: phaseTimeout 3000 ms leaves no room to release the allocation (at least 4200 ms for releaseWaitMs 2000)`,
+      ]);
+    });
+
     it('needs credentials of that name in the config', () => {
       const file = join(dir, 'nocreds.yaml');
       writeFileSync(file, 'embeddedCatalogues: false\ncatalogues: [relays.yaml]\ndns: { resolver: "127.0.0.1:53" }\n');

@@ -280,4 +280,26 @@ describe('turn phase without credentials, and the scripted-server checks of the 
       server.close();
     }
   });
+
+  it('discards a success without MESSAGE-INTEGRITY once authenticated (RFC 8489 §9.2.5): an injected answer cannot end a step', async () => {
+    const unsigned = (req: StunMessage): Buffer =>
+      buildMessage({
+        method: req.method,
+        class: 'success',
+        transactionId: req.transactionId,
+        attributes: [A.xorRelayedAddress({ family: 'IPv4', address: '127.0.0.1', port: 50000 }), A.lifetime(600)],
+      });
+    const server = await scriptedServer((req, n) => [n === 1 ? challenge(req, 401, 'nonce-1') : unsigned(req)]);
+    const s = await session(server.port);
+    try {
+      await s.turn.challenge([A.requestedTransport()], s.signal);
+      await expect(s.turn.request(METHOD.ALLOCATE, [A.requestedTransport()], s.signal)).rejects.toMatchObject({
+        code: 'proto_mismatch',
+        evidence: { mismatchedAnswers: 3, requestsSent: 3 },
+      });
+    } finally {
+      s.close();
+      server.close();
+    }
+  });
 });
