@@ -26,7 +26,11 @@ export interface DatagramChannel {
   readonly localPort: number;
   readonly remoteAddress: string;
   readonly remotePort: number;
-  send(bytes: Uint8Array): void;
+  /**
+   * Hands a datagram to the kernel; false (nothing sent, nothing counted) once the socket failed
+   * (an ICMP error such as port unreachable ends the channel) or was closed.
+   */
+  send(bytes: Uint8Array): boolean;
   /** The next datagram. Rejects once the socket failed, was closed, or the signal fired. */
   receive(): Promise<Buffer>;
   close(): void;
@@ -110,11 +114,12 @@ export function dialUdp({ address, port, guard, signal, counts = {} }: DialUdpOp
         localPort: local.port,
         remoteAddress: address,
         remotePort: port,
-        send(bytes: Uint8Array): void {
-          if (closed || ended) return;
+        send(bytes: Uint8Array): boolean {
+          if (closed || ended) return false;
           counts.bytesSent = (counts.bytesSent ?? 0) + bytes.length;
           counts.datagramsSent = (counts.datagramsSent ?? 0) + 1;
           socket.send(bytes);
+          return true;
         },
         receive(): Promise<Buffer> {
           const next = queue.shift();

@@ -5,12 +5,12 @@ import { z } from 'zod';
 import { parseHostPort } from '../config/units.js';
 import { ProbeFailure, classify, type FailureCode } from '../failure.js';
 import { compareStreams, type StreamComparison } from '../media/differentiation.js';
-import { runPaced, type PacingReport } from '../media/pacer.js';
+import { pacingReport, runPaced, type PacingReport } from '../media/pacer.js';
 import { classifyStream, computeStreamStats, percentile, type MediaClassification, type ReceivedPacket, type SentPacket, type StreamStats } from '../media/stats.js';
 import { formatEndpoint } from '../net/dial.js';
 import { RFC8489_RETRANSMISSION, StunClient } from '../net/stun-client.js';
 import { TurnClient } from '../net/turn-client.js';
-import { dialUdp, type DatagramCounts } from '../net/udp.js';
+import { dialUdp, type DatagramChannel, type DatagramCounts } from '../net/udp.js';
 import {
   FRAME_MS,
   MEDIA_SHAPES,
@@ -63,8 +63,11 @@ import type { PhaseContext, PhaseDefinition } from './types.js';
  *
  * Failure: the service stream's classification, by precedence `media_no_packets` >
  * `stream_cutoff` (N = the 1-based index of the last packet that came back, with its bytes and
- * time) > `media_throttled` > `media_degraded` (thresholds as params). An ICMP error that
- * silenced a stream with nothing back is reported as what it is (`connection_refused`...).
+ * time) > `media_throttled` > `media_degraded` (thresholds as params). A socket error (an ICMP
+ * port or host unreachable) ends the path: the stream stops there, `sent` counts only what was
+ * really sent, and the phase fails with the error as what it is (`connection_refused`,
+ * `host_unreachable`...; `pathError` in the stream's evidence), not as a cut-off or a loss of
+ * packets that never left. An error with nothing back is reported likewise.
  */
 
 const shape = z.enum(MEDIA_SHAPES);
@@ -209,7 +212,9 @@ export const mediaPhase: PhaseDefinition<typeof params> = {
         );
         ctx.evidence.differentiation = differentiationEvidence(comparison);
       }
-      if (service.failure === 'media_no_packets' && paths[0]!.error) throw paths[0]!.error;
+      // The path failed mid-stream: that is the finding, whatever the packets before it show.
+      if (runs[0]!.pathError !== null) throw runs[0]!.pathError;
+      if (service.failure && paths[0]!.error) throw paths[0]!.error;
       if (service.failure) {
         throw new ProbeFailure(service.failure, `${service.label} stream: ${service.failure} (${describe(service)})${comparison ? `; ${comparison.summary}` : ''}`);
       }
@@ -255,6 +260,8 @@ interface StreamRun {
   /** Datagrams that came back but are not authentic echoes of this stream. */
   readonly stray: number;
   readonly drainMs: number;
+  /** The socket error that ended the path before the last packet was sent, or null. */
+  readonly pathError: unknown;
 }
 
 interface StreamOptions extends StreamPlan {
@@ -284,28 +291,43 @@ async function runStream(path: MediaPath, o: StreamOptions): Promise<StreamRun> 
     if (d.flowId !== flowId) stray++;
     else received.push({ seq: d.seq, sendTimeMs: d.sendTimeUs / 1000, recvTimeMs: atMs, size: data.length });
   });
-  const pacing = await runPaced({ count: o.sizes.length, intervalMs: o.frameMs, startMs: o.startMs, signal: o.signal }, (seq) => {
-    // The send time in the packet is the time it leaves: the RTT then excludes the pacer's error.
-    const sendTimeUs = Math.round(performance.now() * 1000);
-    const packet = encodeMediaPacket({
-      shape: o.shape,
-      ...opt('controlOf', o.controlOf),
-      flowId,
-      seq,
-      sendTimeUs,
-      payloadSize: o.sizes[seq]!,
-      key: o.key,
-      rng: cryptoRng,
-    });
-    path.send(packet);
-    sent.push({ seq, sendTimeMs: sendTimeUs / 1000, size: packet.length });
-  });
+  // A send the path refuses (its socket failed) ends the stream: nothing more can leave or come back.
+  const failed = new AbortController();
+  const pacingErrors: number[] = [];
+  let pacing: PacingReport;
+  try {
+    pacing = await runPaced(
+      { count: o.sizes.length, intervalMs: o.frameMs, startMs: o.startMs, signal: AbortSignal.any([o.signal, failed.signal]) },
+      (seq, scheduledMs) => {
+        // The send time in the packet is the time it leaves: the RTT then excludes the pacer's error.
+        const sendTimeUs = Math.round(performance.now() * 1000);
+        const packet = encodeMediaPacket({
+          shape: o.shape,
+          ...opt('controlOf', o.controlOf),
+          flowId,
+          seq,
+          sendTimeUs,
+          payloadSize: o.sizes[seq]!,
+          key: o.key,
+          rng: cryptoRng,
+        });
+        if (!path.send(packet)) return failed.abort();
+        sent.push({ seq, sendTimeMs: sendTimeUs / 1000, size: packet.length });
+        pacingErrors.push(sendTimeUs / 1000 - scheduledMs);
+      },
+    );
+  } catch (err) {
+    if (!failed.signal.aborted || o.signal.aborted) throw err;
+    // Cut short: the pacer's own report is lost with its loop; the same measure over the sends made.
+    const pathError = await path.failure();
+    return { sent, received: [...received], pacing: pacingReport(pacingErrors), stray, drainMs: 0, pathError };
+  }
   const rtts = received.map((r) => r.recvTimeMs - r.sendTimeMs).sort((a, b) => a - b);
   const p99 = rtts.length > 0 ? percentile(rtts, 99) : Number.POSITIVE_INFINITY;
   const wanted = o.drainMs ?? Math.min(MAX_DRAIN_MS, Math.max(MIN_DRAIN_MS, 4 * p99));
   const drainMs = Math.max(0, Math.min(wanted, o.deadline - performance.now()));
   await sleep(drainMs, undefined, { signal: o.signal });
-  return { sent, received: [...received], pacing, stray, drainMs: round(drainMs) };
+  return { sent, received: [...received], pacing, stray, drainMs: round(drainMs), pathError: null };
 }
 
 interface Judged {
@@ -348,6 +370,7 @@ function judge(run: StreamRun, plan: StreamPlan, p: MediaParams): Judged {
     quality: quality ? { r: round(quality.r), mos: round(quality.mos), idd: round(quality.idd), ieEff: round(quality.ieEff), codec: quality.codec } : null,
     pacing: run.pacing,
     drainMs: run.drainMs,
+    ...(run.pathError === null ? {} : { pathError: classify(run.pathError).error }),
     failure: classification.failure,
     degradedReasons: degraded.reasons,
     cutoff: cutoff ? mapValues(cutoff, (v) => (typeof v === 'number' ? round6(v) : v)) : null,
@@ -391,11 +414,14 @@ function describe(j: Judged): string {
 // Paths
 
 interface MediaPath {
-  send(packet: Buffer): void;
+  /** Hands a packet to the path; false, and nothing sent, once its socket failed or closed. */
+  send(packet: Buffer): boolean;
   /** Where datagrams from the reflector go, with their arrival time (performance.now()). */
   onPacket(handler: (data: Buffer, atMs: number) => void): void;
   /** A socket error (ICMP unreachable...) that ended reception, if any. */
   readonly error: unknown;
+  /** After a refused send: the error that ended the path. */
+  failure(): Promise<unknown>;
   readonly describe: Record<string, unknown>;
   close(): Promise<void>;
 }
@@ -413,12 +439,14 @@ async function openDirectPath(ctx: PhaseContext<MediaParams>, address: string): 
     onPacket: (h: typeof handler) => {
       handler = h;
     },
+    failure: () => ended,
     close: async () => {
       life.abort(new ProbeFailure('interrupted', 'media phase finished'));
       channel.close();
     },
   };
-  void (async () => {
+  // The channel's one reader: it ends with the error that ended the channel.
+  const ended = (async (): Promise<unknown> => {
     try {
       for (;;) {
         const data = await channel.receive();
@@ -426,6 +454,7 @@ async function openDirectPath(ctx: PhaseContext<MediaParams>, address: string): 
       }
     } catch (err) {
       if (!life.signal.aborted && !ctx.signal.aborted) path.error = err;
+      return err;
     }
   })();
   return path;
@@ -488,10 +517,12 @@ async function openTurnPath(ctx: PhaseContext<MediaParams>, address: string, p: 
   return {
     error: null,
     describe,
-    send: (packet) => client.send(encodeChannelData(number, packet)),
+    // As client.send does, straight on the channel: its answer says whether the datagram left.
+    send: (packet) => channel.send(encodeChannelData(number, packet)),
     onPacket: (h) => {
       handler = h;
     },
+    failure: () => channelError(channel),
     close: async () => {
       await release();
       client.close();
@@ -499,6 +530,20 @@ async function openTurnPath(ctx: PhaseContext<MediaParams>, address: string, p: 
       channel.close();
     },
   };
+}
+
+/**
+ * The error that ended a channel read by someone else (the TURN client's reader): once a send was
+ * refused the channel has ended, and receive() rejects with that error when no datagram is queued.
+ */
+async function channelError(channel: DatagramChannel): Promise<unknown> {
+  for (;;) {
+    try {
+      await channel.receive();
+    } catch (err) {
+      return err;
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

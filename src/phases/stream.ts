@@ -3,7 +3,8 @@ import { size } from '../config/units.js';
 import { ProbeFailure } from '../failure.js';
 import { openConversation } from '../net/conversation.js';
 import { hexPrefix } from '../net/dial.js';
-import { STREAM_PROOF_LENGTH, encodeFrame, encodeStreamRequest } from '../reflector/protocol.js';
+import { DEFAULT_STREAM_MAX_BYTES } from '../reflector/config.js';
+import { STREAM_PROOF_LENGTH, encodeFrame, encodeStreamRequest, refusalReason, type StreamRefusalReason } from '../reflector/protocol.js';
 import type { PhaseDefinition } from './types.js';
 
 /**
@@ -17,15 +18,26 @@ const DEFAULT_STALL_MS = 4000;
 
 const params = z
   .object({
-    /** How many bytes to ask the reflector for (default 256 KiB, far beyond the 15-20 KB freezes seen). */
+    /**
+     * How many bytes to ask the reflector for (default 256 KiB, far beyond the 15-20 KB freezes
+     * seen); at most what a reflector serves by default (its streamMaxBytes, 4 MiB).
+     */
     bytes: size.default(256 * 1024),
     /** No byte for this long, the connection still open: `stream_cutoff`. */
     stallMs: z.number().int().min(100).max(60_000).default(DEFAULT_STALL_MS),
   })
   .strict()
-  .refine((p) => p.bytes >= 1 && p.bytes <= 0xffffffff, { message: 'bytes must be 1 B to 4 GiB', path: ['bytes'] });
+  .refine((p) => p.bytes >= 1 && p.bytes <= DEFAULT_STREAM_MAX_BYTES, {
+    message: `bytes must be 1 B to ${DEFAULT_STREAM_MAX_BYTES / 1024 / 1024} MiB (the most a reflector serves by default: its streamMaxBytes)`,
+    path: ['bytes'],
+  });
 
 const STALL = Symbol('stall');
+
+const REFUSAL_TEXT: Readonly<Record<StreamRefusalReason, string>> = {
+  too_large: 'more bytes than its streamMaxBytes',
+  rate_limited: 'its streamsPerMinute for this source are used up',
+};
 
 /**
  * `stream`: over the TCP or TLS connection the earlier phases opened to a callprobe reflector,
@@ -37,8 +49,10 @@ const STALL = Symbol('stall');
  *
  * Outcomes: all bytes arrived: ok (with the throughput); data came, then nothing for `stallMs`:
  * `stream_cutoff`; nothing at all within `stallMs`: `generic_timeout_error`; FIN before the end:
- * `eof_error`; RST: `connection_reset`; a reply that does not start with the reflector's proof
- * for this request: `proto_mismatch` (something else answered).
+ * `eof_error`; RST: `connection_reset`; the reflector's authenticated refusal for this request
+ * (N above its streamMaxBytes, or its streamsPerMinute used up): `proto_error` with `refusal`
+ * in evidence; a reply that starts with neither the proof nor a refusal for this request:
+ * `proto_mismatch` (something else answered).
  */
 export const streamPhase: PhaseDefinition<typeof params> = {
   name: 'stream',
@@ -87,6 +101,10 @@ export const streamPhase: PhaseDefinition<typeof params> = {
       if (head.length < STREAM_PROOF_LENGTH) {
         head = Buffer.concat([head, chunk.subarray(0, STREAM_PROOF_LENGTH - head.length)]);
         if (head.length === STREAM_PROOF_LENGTH) {
+          const refusal = refusalReason(head, request);
+          if (refusal) {
+            throw new ProbeFailure('proto_error', `the reflector refused the stream request: ${REFUSAL_TEXT[refusal]}`, { refusal });
+          }
           if (!head.equals(request.proof)) {
             throw new ProbeFailure('proto_mismatch', 'the reply does not start with the reflector’s proof for our request: something else answered', {
               replyHeadHex: hexPrefix(head),

@@ -26,10 +26,27 @@ export const ipPortSchema = z.string().superRefine((text, ctx) => {
 });
 
 /**
+ * The largest stream test the reflector serves by default, and so the most the `stream` phase
+ * asks for: 4 MiB is 200 times the 15-20 KB after which the freezes seen in 2024-2025 stop data,
+ * and about 3 s at 10 Mbit/s.
+ */
+export const DEFAULT_STREAM_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
  * Defaults sized for a handful of probes behind one address: a probe sends 50 packets/s per
  * stream and runs a service stream and its control at once (100 packets/s, about 20 kB/s with
  * headers at the largest Opus-like size); twice that leaves room for a few volunteers behind
  * one NAT.
+ *
+ * The unauthenticated bucket: checking a tag that fails costs about 10 µs (four HMAC-SHA256 over
+ * a voice-sized packet, both polarities), so 2000 a second is 2 % of one core however large the
+ * flood. A new probe needs one token to become known; under a flood of F packets/s each of its
+ * packets gets one with a chance of about 2000/F (at 50 packets/s: within a second even at
+ * F = 100 000).
+ *
+ * The TLS handshake timeout: a TLS 1.3 handshake takes one round trip, 1.2 two; 10 s leaves room
+ * for several seconds of RTT and the retransmissions of a lossy path, where Node's 120 s default
+ * lets a peer hold a connection slot for two minutes without ever finishing.
  */
 export const reflectorConfigSchema = z
   .object({
@@ -51,10 +68,16 @@ export const reflectorConfigSchema = z
         /** Stream-test requests (TCP/TLS), per source. */
         streamsPerMinute: z.number().int().min(1).default(30),
         /** The largest N a stream request may ask for. */
-        streamMaxBytes: size.default(4 * 1024 * 1024),
+        streamMaxBytes: size.default(DEFAULT_STREAM_MAX_BYTES),
+        /** Sources (IPv4 addresses, IPv6 /64s) with rate-limit state; when full the least recently used is forgotten. */
         maxSources: z.number().int().min(1).default(10_000),
+        /** Packets from sources not yet known to hold the key, all sources together, checked per second. */
+        unauthenticatedPacketsPerSecond: z.number().positive().default(2000),
+        unauthenticatedBurst: z.number().int().min(1).default(2000),
         maxConnections: z.number().int().min(1).default(1024),
         maxConnectionsPerSource: z.number().int().min(1).default(16),
+        /** A TLS connection whose handshake has not finished by then is closed. */
+        handshakeTimeout: duration.refine((ms) => ms > 0, 'must be more than 0 (0 would let a handshake hold a connection forever)').prefault('10s'),
         /** Sources and connections idle this long are dropped. */
         idleTimeout: duration.prefault('60s'),
       })

@@ -2,9 +2,19 @@ import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { VERSION } from '../version.js';
 
-/** What happened to a packet or frame the reflector received. */
-export const PACKET_RESULTS = ['echoed', 'bad_tag', 'rate_limited', 'table_full'] as const;
+/**
+ * What happened to a packet or frame the reflector received (limits.ts `Admission`, plus):
+ * `bad_source` is a UDP datagram from source port 0, which no reply can reach.
+ */
+export const PACKET_RESULTS = ['echoed', 'bad_tag', 'rate_limited', 'unauthenticated_limited', 'bad_source'] as const;
 export type PacketResult = (typeof PACKET_RESULTS)[number];
+/**
+ * Why the reflector closed a connection itself: `idle` (idleTimeout), `backlog` (the peer does
+ * not read its echoes: more than MAX_BACKLOG_BYTES waiting), `oversized_frame` (a length header
+ * above the largest media packet), `handshake_timeout` (TLS handshake not done in time).
+ */
+export const CLOSE_REASONS = ['idle', 'backlog', 'oversized_frame', 'handshake_timeout'] as const;
+export type CloseReason = (typeof CLOSE_REASONS)[number];
 export const STREAM_RESULTS = ['served', 'rate_limited', 'too_large'] as const;
 export type StreamResult = (typeof STREAM_RESULTS)[number];
 export const TRANSPORTS = ['udp', 'tcp', 'tls'] as const;
@@ -42,12 +52,34 @@ export class ReflectorMetrics {
   });
   readonly refusedConnections = new Counter({
     name: 'callprobe_reflector_refused_connections_total',
-    help: 'Connections closed at once because a connection limit was reached.',
+    help: 'TCP connections closed at once (before any TLS handshake) because a connection limit was reached.',
+    registers: [this.registry],
+  });
+  readonly closedConnections = new Counter({
+    name: 'callprobe_reflector_closed_connections_total',
+    help: 'Connections the reflector closed itself, by reason.',
+    labelNames: ['reason'] as const,
     registers: [this.registry],
   });
   readonly sources = new Gauge({
     name: 'callprobe_reflector_sources',
-    help: 'Source addresses with live rate-limit state.',
+    help: 'Sources (IPv4 addresses, IPv6 /64s) that sent something authentic and have live rate-limit state.',
+    registers: [this.registry],
+  });
+  readonly sourceEvictions = new Counter({
+    name: 'callprobe_reflector_source_evictions_total',
+    help: 'Sources forgotten before they were idle, to make room for a new one (the table was full).',
+    registers: [this.registry],
+  });
+  readonly sendErrors = new Counter({
+    name: 'callprobe_reflector_send_errors_total',
+    help: 'Echoes and stream data the socket refused or failed to send, by transport.',
+    labelNames: ['transport'] as const,
+    registers: [this.registry],
+  });
+  readonly handlerErrors = new Counter({
+    name: 'callprobe_reflector_handler_errors_total',
+    help: 'Exceptions caught in the event handlers of the reflector (bugs): what was being handled is dropped.',
     registers: [this.registry],
   });
 
@@ -56,15 +88,22 @@ export class ReflectorMetrics {
       .labels(VERSION)
       .set(1);
     for (const t of TRANSPORTS) {
-      for (const r of PACKET_RESULTS) this.packets.labels(t, r).inc(0);
+      for (const r of PACKET_RESULTS) {
+        // Source port 0 is a UDP thing: a TCP peer always has a port.
+        if (t === 'udp' || r !== 'bad_source') this.packets.labels(t, r).inc(0);
+      }
       for (const d of ['in', 'out']) this.bytes.labels(t, d).inc(0);
+      this.sendErrors.labels(t).inc(0);
       if (t !== 'udp') {
         for (const r of STREAM_RESULTS) this.streams.labels(t, r).inc(0);
         this.connections.labels(t).set(0);
       }
     }
+    for (const r of CLOSE_REASONS) this.closedConnections.labels(r).inc(0);
     this.refusedConnections.inc(0);
     this.sources.set(0);
+    this.sourceEvictions.inc(0);
+    this.handlerErrors.inc(0);
     collectDefaultMetrics({ register: this.registry });
     // As in src/sinks/metrics.ts: gauges prom-client names `_total`, which promtool flags.
     for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {

@@ -25,8 +25,26 @@
  * The proof shows that the reflector itself answered this request (a middlebox that answers in
  * its place cannot forge it); the N bytes are random, like the ciphertext of a real download.
  * The reflector then sends nothing more and waits for the client to close.
+ *
+ * ## The refusal (raw, 16 bytes, then FIN)
+ *
+ *   refusal (16) = HMAC-SHA256(key, "callprobe stream refusal v1" || tag || reason)[0..16]
+ *   reason       = one byte: 1 too_large (N above the reflector's streamMaxBytes),
+ *                  2 rate_limited (the source's streamsPerMinute used up)
+ *
+ * In place of the proof, when the reflector will not send: the prober tells it from the proof
+ * and from every other 16 bytes, so a refusal is reported as the reflector's own answer
+ * (`proto_error` with the reason), never as a connection the path closed (`eof_error`), and a
+ * middlebox can forge neither.
+ *
+ * ## Limits of the framing
+ *
+ * The reflector reads frames no longer than MAX_REFLECTOR_FRAME_LENGTH (the largest media packet;
+ * the stream request is shorter): a longer length header is not a callprobe peer, and the
+ * reflector closes the connection rather than buffer up to 64 KiB for it.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { MAX_MEDIA_PACKET_LENGTH } from '../protocol/media-packet.js';
 
 /** RFC 4571 §2: a 16-bit length field. */
 export const FRAME_HEADER_LENGTH = 2;
@@ -40,19 +58,60 @@ export function encodeFrame(packet: Uint8Array): Buffer {
   return out;
 }
 
-/** Cuts a TCP byte stream into RFC 4571 frames; holds at most one frame's worth of bytes. */
+/**
+ * Cuts a TCP byte stream into RFC 4571 frames of at most `maxFrameLength` bytes. A frame inside
+ * one chunk is handed out as a view of it (no copy); a frame split across chunks is assembled in
+ * a buffer of its own length, allocated once its length header is read, each byte copied once.
+ * So a peer dripping a byte at a time costs linear work, and the reader holds at most one
+ * partial frame (and no chunk) between calls.
+ */
 export class FrameReader {
-  private pending: Buffer = Buffer.alloc(0);
+  /** A length header split across chunks. */
+  private readonly head = Buffer.alloc(FRAME_HEADER_LENGTH);
+  private headFilled = 0;
+  /** The frame being assembled across chunks, and how much of it has arrived. */
+  private body: Buffer | null = null;
+  private bodyFilled = 0;
+  /** The first length header above the limit, once seen; the reader then takes no more bytes. */
+  oversized: number | null = null;
 
-  /** Returns the frames completed by `chunk`, in order. */
+  constructor(private readonly maxFrameLength: number = MAX_FRAME_LENGTH) {}
+
+  /** Returns the frames completed by `chunk`, in order (none once `oversized` is set). */
   push(chunk: Buffer): Buffer[] {
-    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
     const frames: Buffer[] = [];
-    while (this.pending.length >= FRAME_HEADER_LENGTH) {
-      const length = this.pending.readUInt16BE(0);
-      if (this.pending.length < FRAME_HEADER_LENGTH + length) break;
-      frames.push(this.pending.subarray(FRAME_HEADER_LENGTH, FRAME_HEADER_LENGTH + length));
-      this.pending = this.pending.subarray(FRAME_HEADER_LENGTH + length);
+    let at = 0;
+    while (this.oversized === null && at < chunk.length) {
+      if (this.body) {
+        const n = Math.min(this.body.length - this.bodyFilled, chunk.length - at);
+        chunk.copy(this.body, this.bodyFilled, at, at + n);
+        this.bodyFilled += n;
+        at += n;
+        if (this.bodyFilled === this.body.length) {
+          frames.push(this.body);
+          this.body = null;
+        }
+        continue;
+      }
+      let length: number;
+      if (this.headFilled === 0 && chunk.length - at >= FRAME_HEADER_LENGTH) {
+        length = chunk.readUInt16BE(at);
+        at += FRAME_HEADER_LENGTH;
+      } else {
+        this.head[this.headFilled++] = chunk[at++] as number;
+        if (this.headFilled < FRAME_HEADER_LENGTH) continue;
+        this.headFilled = 0;
+        length = this.head.readUInt16BE(0);
+      }
+      if (length > this.maxFrameLength) {
+        this.oversized = length;
+      } else if (chunk.length - at >= length) {
+        frames.push(chunk.subarray(at, at + length));
+        at += length;
+      } else {
+        this.body = Buffer.allocUnsafe(length);
+        this.bodyFilled = 0;
+      }
     }
     return frames;
   }
@@ -68,6 +127,15 @@ export const MAX_STREAM_BYTES = 0xffffffff;
 const REQUEST_LABEL = Buffer.from('callprobe stream v1');
 const MASK_LABEL = Buffer.from('callprobe stream mask v1');
 const REPLY_LABEL = Buffer.from('callprobe stream reply v1');
+const REFUSAL_LABEL = Buffer.from('callprobe stream refusal v1');
+
+/** The largest frame a callprobe peer sends the reflector: a media packet (the stream request is 48 bytes). */
+export const MAX_REFLECTOR_FRAME_LENGTH = Math.max(MAX_MEDIA_PACKET_LENGTH, STREAM_REQUEST_LENGTH);
+
+/** Why the reflector refused a stream request, with the byte that stands for it in the refusal. */
+export const STREAM_REFUSAL_REASONS = { too_large: 1, rate_limited: 2 } as const;
+export type StreamRefusalReason = keyof typeof STREAM_REFUSAL_REASONS;
+const REFUSAL_REASON_NAMES = Object.keys(STREAM_REFUSAL_REASONS) as StreamRefusalReason[];
 
 function hmac16(key: Uint8Array, ...parts: Uint8Array[]): Buffer {
   const h = createHmac('sha256', key);
@@ -80,6 +148,28 @@ export interface StreamRequest {
   readonly bytes: Buffer;
   /** The proof the reply must start with. */
   readonly proof: Buffer;
+  /** What the reply starts with instead when the reflector refuses, by reason. */
+  readonly refusals: Readonly<Record<StreamRefusalReason, Buffer>>;
+}
+
+/** An authentic request as the reflector sees it. */
+export interface VerifiedStreamRequest {
+  readonly bytesRequested: number;
+  readonly proof: Buffer;
+  readonly refusals: Readonly<Record<StreamRefusalReason, Buffer>>;
+}
+
+function refusalsFor(key: Uint8Array, tag: Uint8Array): Record<StreamRefusalReason, Buffer> {
+  const out = {} as Record<StreamRefusalReason, Buffer>;
+  for (const r of REFUSAL_REASON_NAMES) out[r] = hmac16(key, REFUSAL_LABEL, tag, Uint8Array.of(STREAM_REFUSAL_REASONS[r]));
+  return out;
+}
+
+/** The refusal reason these 16 bytes stand for, or null if they are no refusal of this request. */
+export function refusalReason(head: Uint8Array, request: Pick<StreamRequest, 'refusals'>): StreamRefusalReason | null {
+  if (head.length !== STREAM_PROOF_LENGTH) return null;
+  for (const r of REFUSAL_REASON_NAMES) if (timingSafeEqual(request.refusals[r], head)) return r;
+  return null;
 }
 
 export function encodeStreamRequest(bytesRequested: number, key: Uint8Array, nonce: Uint8Array = randomBytes(NONCE_LENGTH)): StreamRequest {
@@ -93,11 +183,11 @@ export function encodeStreamRequest(bytesRequested: number, key: Uint8Array, non
   const mask = hmac16(key, MASK_LABEL, tag);
   const masked = Buffer.alloc(FIELDS_LENGTH);
   for (let i = 0; i < FIELDS_LENGTH; i++) masked[i] = (fields[i] as number) ^ (mask[i] as number);
-  return { bytes: Buffer.concat([nonce, masked, tag]), proof: hmac16(key, REPLY_LABEL, tag) };
+  return { bytes: Buffer.concat([nonce, masked, tag]), proof: hmac16(key, REPLY_LABEL, tag), refusals: refusalsFor(key, tag) };
 }
 
 /** The requested byte count and the reply's proof, or null if this is not an authentic request. */
-export function verifyStreamRequest(input: Uint8Array, key: Uint8Array): { bytesRequested: number; proof: Buffer } | null {
+export function verifyStreamRequest(input: Uint8Array, key: Uint8Array): VerifiedStreamRequest | null {
   if (input.length !== STREAM_REQUEST_LENGTH) return null;
   const buf = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
   const nonce = buf.subarray(0, NONCE_LENGTH);
@@ -108,5 +198,5 @@ export function verifyStreamRequest(input: Uint8Array, key: Uint8Array): { bytes
   if (!timingSafeEqual(hmac16(key, REQUEST_LABEL, nonce, fields), tag)) return null;
   // Reserved bytes must be zero: a later version may give them a meaning.
   if (fields.subarray(4).some((b) => b !== 0)) return null;
-  return { bytesRequested: fields.readUInt32BE(0), proof: hmac16(key, REPLY_LABEL, tag) };
+  return { bytesRequested: fields.readUInt32BE(0), proof: hmac16(key, REPLY_LABEL, tag), refusals: refusalsFor(key, tag) };
 }

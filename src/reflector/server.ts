@@ -1,18 +1,17 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { createServer as createTcpServer, isIPv6, type AddressInfo, type Server, type Socket } from 'node:net';
-import { randomFillSync } from 'node:crypto';
-import { createServer as createTlsServer } from 'node:tls';
 import type { Server as HttpServer } from 'node:http';
-import type { Logger } from '../log.js';
+import { createServer as createTcpServer, isIPv6, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { parseHostPort } from '../config/units.js';
-import { verifyTag } from '../protocol/media-packet.js';
+import type { Logger } from '../log.js';
 import type { ReflectorConfig } from './config.js';
+import { serveConnection } from './connection.js';
+import { datagramHandler } from './datagram.js';
 import { parseMediaKey } from './key.js';
-import { SourceTable } from './limits.js';
-import { ReflectorMetrics, metricsServer, type ReflectorTransport } from './metrics.js';
-import { FrameReader, encodeFrame, verifyStreamRequest } from './protocol.js';
+import { ConnectionLimits, SourceTable, sourceKey } from './limits.js';
+import { ReflectorMetrics, metricsServer } from './metrics.js';
 
 export interface BoundAddress {
   readonly address: string;
@@ -29,125 +28,67 @@ export interface Reflector {
   close(): Promise<void>;
 }
 
-/** Stream-test data goes out in chunks of this size, each written once the socket drained. */
-const STREAM_CHUNK = 16 * 1024;
-
 /**
  * The media reflector (design.md §8, issue 7 part 1): researchers run it outside the censored
  * network. Everything it sends is an answer to a packet authenticated with the shared key, so it
  * is neither an open relay nor an amplifier:
- * - UDP: an authentic media packet is echoed byte for byte to its source, so a reply is never
- *   larger than its request; anything else is dropped silently.
- * - TCP/TLS: RFC 4571 frames; an authentic media packet is echoed as the same frame, and an
- *   authentic stream request is answered with the proof and N bytes (protocol.ts). TCP's
- *   handshake means the requester is the receiver, so N bytes to it amplify nothing.
- * - Per source address, token buckets (packets and bytes; stream requests per minute) are
- *   checked before the HMAC, so a flood costs the reflector no more than the limit's worth of
- *   hashing; sources and connections idle for `idleTimeout` are forgotten or closed.
+ * - UDP (datagram.ts): an authentic media packet is echoed byte for byte to its source, so a
+ *   reply is never larger than its request; anything else is dropped silently.
+ * - TCP/TLS (connection.ts): RFC 4571 frames; an authentic media packet is echoed as the same
+ *   frame, and an authentic stream request is answered with the proof and N bytes, or with an
+ *   authenticated refusal (protocol.ts). TCP's handshake means the requester is the receiver,
+ *   so N bytes to it amplify nothing.
+ * - Limits (limits.ts): per-source state exists only for sources that sent something authentic;
+ *   unknown sources share one bucket that bounds the HMAC work a flood can cause, known ones pay
+ *   from their own buckets before their tags are checked; the table forgets its least recently
+ *   used source when full. Connections are counted per source and in all from the raw TCP
+ *   connection, so TLS handshakes are bounded too, and a handshake must finish within
+ *   `handshakeTimeout`.
+ * - No event handler lets an exception escape (a throw in one would end the process): each is
+ *   wrapped, and what it throws is counted (callprobe_reflector_handler_errors_total) and logged.
  */
 export async function startReflector(config: ReflectorConfig, log: Logger): Promise<Reflector> {
   const key = parseMediaKey(config.key);
   const limits = config.limits;
   const metrics = new ReflectorMetrics();
-  const table = new SourceTable({ ...limits, idleMs: limits.idleTimeout });
+  const contain = containErrors(metrics, log);
+  const table = new SourceTable({ ...limits, idleMs: limits.idleTimeout }, () => metrics.sourceEvictions.inc());
+  const connectionLimits = new ConnectionLimits(limits.maxConnections, limits.maxConnectionsPerSource);
   const udpSockets: UdpSocket[] = [];
   const servers: Server[] = [];
   const open = new Set<Socket>();
   let httpServer: HttpServer | null = null;
+  const connectionContext = { key, table, metrics, contain, streamMaxBytes: limits.streamMaxBytes, idleMs: limits.idleTimeout };
 
-  const onDatagram = (sock: UdpSocket) => (msg: Buffer, rinfo: { address: string; port: number }) => {
-    metrics.bytes.labels('udp', 'in').inc(msg.length);
-    const admission = table.admitPacket(rinfo.address, msg.length, performance.now());
-    metrics.sources.set(table.size);
-    if (admission !== 'ok') return void metrics.packets.labels('udp', admission).inc();
-    if (verifyTag(msg, key) === null) return void metrics.packets.labels('udp', 'bad_tag').inc();
-    metrics.packets.labels('udp', 'echoed').inc();
-    metrics.bytes.labels('udp', 'out').inc(msg.length);
-    sock.send(msg, rinfo.port, rinfo.address);
-  };
-
-  const serveConnection = (socket: Socket, transport: ReflectorTransport, source: string): void => {
-    const state = table.get(source, performance.now());
-    if (!state || open.size >= limits.maxConnections || state.connections >= limits.maxConnectionsPerSource) {
+  /** Counts a raw TCP connection against the limits (before any TLS); false if it was refused. */
+  const admitConnection = (raw: Socket): boolean => {
+    const release = connectionLimits.acquire(sourceKey(raw.remoteAddress ?? ''));
+    if (!release) {
       metrics.refusedConnections.inc();
-      socket.destroy();
-      return;
+      raw.destroy();
+      return false;
     }
-    state.connections++;
-    open.add(socket);
-    metrics.connections.labels(transport).inc();
-    socket.setNoDelay(true);
-    // Counts reads and writes as activity: a stream still being sent is not idle.
-    socket.setTimeout(limits.idleTimeout, () => socket.destroy());
-    socket.on('error', () => {});
-    socket.on('close', () => {
-      state.connections--;
-      state.lastSeenMs = performance.now();
-      open.delete(socket);
-      metrics.connections.labels(transport).dec();
+    open.add(raw);
+    raw.once('close', () => {
+      release();
+      open.delete(raw);
     });
-    const reader = new FrameReader();
-    let streaming = false;
-    socket.on('data', (chunk: Buffer) => {
-      metrics.bytes.labels(transport, 'in').inc(chunk.length);
-      // After a stream request the connection only carries the reply: later input is ignored.
-      if (streaming) return;
-      for (const frame of reader.push(chunk)) {
-        const now = performance.now();
-        const admission = table.admitPacket(source, frame.length, now);
-        if (admission !== 'ok') {
-          metrics.packets.labels(transport, admission).inc();
-          continue;
-        }
-        const request = verifyStreamRequest(frame, key);
-        if (request) {
-          streaming = true;
-          if (request.bytesRequested > limits.streamMaxBytes) {
-            metrics.streams.labels(transport, 'too_large').inc();
-            socket.end();
-          } else if (!state.streams.take(1, now)) {
-            metrics.streams.labels(transport, 'rate_limited').inc();
-            socket.end();
-          } else {
-            metrics.streams.labels(transport, 'served').inc();
-            sendStream(socket, transport, request.proof, request.bytesRequested);
-          }
-          return;
-        }
-        if (verifyTag(frame, key) === null) {
-          metrics.packets.labels(transport, 'bad_tag').inc();
-          continue;
-        }
-        metrics.packets.labels(transport, 'echoed').inc();
-        metrics.bytes.labels(transport, 'out').inc(frame.length + 2);
-        socket.write(encodeFrame(frame));
-      }
-    });
+    return true;
   };
 
-  const sendStream = (socket: Socket, transport: ReflectorTransport, proof: Buffer, total: number): void => {
-    socket.write(proof);
-    metrics.bytes.labels(transport, 'out').inc(proof.length);
-    let left = total;
-    const pump = (): void => {
-      while (left > 0 && !socket.destroyed) {
-        const chunk = randomFillSync(Buffer.allocUnsafe(Math.min(STREAM_CHUNK, left)));
-        left -= chunk.length;
-        metrics.bytes.labels(transport, 'out').inc(chunk.length);
-        if (!socket.write(chunk)) {
-          socket.once('drain', pump);
-          return;
-        }
-      }
-    };
-    pump();
+  /** Listener hygiene shared by the TCP and TLS servers. */
+  const guardServer = (server: Server): void => {
+    // A backstop per listener; the reflector-wide count is ConnectionLimits.
+    server.maxConnections = limits.maxConnections;
+    server.on('drop', contain(() => metrics.refusedConnections.inc()));
+    server.on('error', contain((err: Error) => log.warn({ err: err.message }, 'reflector listener error')));
   };
 
   try {
     for (const text of config.listen.udp) {
       const { host, port } = parseHostPort(text, 0)!;
       const sock = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' });
-      sock.on('message', onDatagram(sock));
+      sock.on('message', contain(datagramHandler(sock, { key, table, metrics })));
       sock.on('error', (err) => log.warn({ err: err.message }, 'udp socket error'));
       sock.bind(port, host);
       await once(sock, 'listening');
@@ -161,14 +102,35 @@ export async function startReflector(config: ReflectorConfig, log: Logger): Prom
     };
     const tcp: Server[] = [];
     for (const text of config.listen.tcp) {
-      const server = createTcpServer((s) => serveConnection(s, 'tcp', s.remoteAddress ?? ''));
+      const server = createTcpServer(
+        contain((s: Socket) => {
+          if (admitConnection(s)) serveConnection(s, 'tcp', sourceKey(s.remoteAddress ?? ''), connectionContext);
+        }),
+      );
+      guardServer(server);
       await listen(server, text);
       tcp.push(server);
     }
     const tls: Server[] = [];
     for (const t of config.listen.tls) {
-      const server = createTlsServer({ cert: readFileSync(t.cert), key: readFileSync(t.key) }, (s) => serveConnection(s, 'tls', s.remoteAddress ?? ''));
-      server.on('tlsClientError', () => {});
+      const server = createTlsServer(
+        { cert: readFileSync(t.cert), key: readFileSync(t.key), handshakeTimeout: limits.handshakeTimeout },
+        contain((s: TLSSocket) => {
+          if (!s.destroyed) serveConnection(s, 'tls', sourceKey(s.remoteAddress ?? ''), connectionContext);
+        }),
+      );
+      // Before node:tls wraps the raw socket and starts the handshake: a refused connection
+      // costs no handshake. (Node then wraps a destroyed socket, which ends in tlsClientError.)
+      server.prependListener('connection', contain(admitConnection));
+      // Node leaves the socket open after a tlsClientError that has a listener: close it.
+      server.on(
+        'tlsClientError',
+        contain((err: NodeJS.ErrnoException, s: TLSSocket) => {
+          if (err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') metrics.closedConnections.labels('handshake_timeout').inc();
+          s.destroy();
+        }),
+      );
+      guardServer(server);
       await listen(server, t.listen);
       tls.push(server);
     }
@@ -178,12 +140,16 @@ export async function startReflector(config: ReflectorConfig, log: Logger): Prom
       httpServer = metricsServer(metrics.registry);
       httpServer.listen(port, host);
       await once(httpServer, 'listening');
+      httpServer.on('error', (err) => log.warn({ err: err.message }, 'reflector metrics listener error'));
       metricsAddress = bound(httpServer.address() as AddressInfo);
     }
-    const sweeper = setInterval(() => {
-      table.expire(performance.now());
-      metrics.sources.set(table.size);
-    }, Math.max(1000, Math.min(limits.idleTimeout / 2, 30_000)));
+    const sweeper = setInterval(
+      contain(() => {
+        table.expire(performance.now());
+        metrics.sources.set(table.size);
+      }),
+      Math.max(1000, Math.min(limits.idleTimeout / 2, 30_000)),
+    );
     sweeper.unref();
 
     const reflector: Reflector = {
@@ -209,6 +175,30 @@ export async function startReflector(config: ReflectorConfig, log: Logger): Prom
     httpServer?.close();
     throw err;
   }
+}
+
+/** Logging a handler's exception at most this often: a bug hit by every packet must not flood the log. */
+const HANDLER_ERROR_LOG_INTERVAL_MS = 60_000;
+
+/**
+ * Wraps event handlers so that an exception is counted and logged instead of escaping (from an
+ * EventEmitter listener it would be an uncaught exception, the end of the process).
+ */
+export function containErrors(metrics: ReflectorMetrics, log: Logger): <A extends unknown[]>(handler: (...args: A) => void) => (...args: A) => void {
+  let lastLogged = Number.NEGATIVE_INFINITY;
+  return (handler) =>
+    (...args) => {
+      try {
+        handler(...args);
+      } catch (err) {
+        metrics.handlerErrors.inc();
+        const now = performance.now();
+        if (now - lastLogged >= HANDLER_ERROR_LOG_INTERVAL_MS) {
+          lastLogged = now;
+          log.error({ err }, 'reflector event handler failed (a bug); what it was handling was dropped');
+        }
+      }
+    };
 }
 
 function bound(a: AddressInfo): BoundAddress {

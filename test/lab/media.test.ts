@@ -68,7 +68,7 @@ listen:
         .join(', ')}]
   tcp: ["${SERVER}:${PORT.tcp}", "${SERVER}:${PORT.freeze}"]
 # Every scenario comes from the one client address: room for all of them at once.
-limits: { packetsPerSecond: 5000, packetBurst: 5000, bytesPerSecond: 4MiB, byteBurst: 4MiB }
+limits: { packetsPerSecond: 5000, packetBurst: 5000, bytesPerSecond: 4MiB, byteBurst: 4MiB, streamMaxBytes: 1MiB }
 metrics: { listen: "${SERVER}:9467" }
 `,
     );
@@ -105,7 +105,9 @@ metrics: { listen: "${SERVER}:9467" }
           media('rtp-drop', PORT.rtpDrop, 'shape: whatsapp, control: random, durationMs: 7000', '10s') +
           `  - name: turn-relay\n    host: ${SERVER}\n    port: ${coturn.port}\n    phaseTimeout: 10s\n    phases:\n` +
           `      - media: { via: turn, peer: "${SERVER}:${PORT.turnPeer}", credential: relay, shape: whatsapp, control: random, durationMs: 3000 }\n` +
-          `  - name: freeze\n    host: ${SERVER}\n    port: ${PORT.freeze}\n    phases: [tcp, { stream: { stallMs: 1500 } }]\n`,
+          `  - name: freeze\n    host: ${SERVER}\n    port: ${PORT.freeze}\n    phases: [tcp, { stream: { stallMs: 1500 } }]\n` +
+          // More than this reflector's streamMaxBytes (1 MiB): its authenticated refusal, not a FIN.
+          `  - name: stream-refused\n    host: ${SERVER}\n    port: ${PORT.tcp}\n    phases: [tcp, { stream: { bytes: 2MiB } }]\n`,
         'controls.yaml':
           'service: control\ncontrol: true\ntargets:\n' +
           media('reflector', PORT.control, 'shape: rtp, durationMs: 2000') +
@@ -231,6 +233,19 @@ metrics: { listen: "${SERVER}:9467" }
     expect(ev).toMatchObject({ proofVerified: true, bytesReceived: got });
     expect(rules.freeze!.packets).toBeGreaterThan(0);
     console.log(`freeze: data stopped at byte ${got} (${ev.cutoffAtMs} ms after the request); censor dropped ${rules.freeze!.packets} packets`);
+  });
+
+  it('a stream request above the reflector’s streamMaxBytes: proto_error with the reflector’s reason, not eof_error', () => {
+    const r = get('stream-refused');
+    expect(r).toMatchObject({ failure: 'proto_error', failedPhase: 'stream' });
+    expect(r.phases[1]!.evidence).toMatchObject({
+      refusal: 'too_large',
+      requestedBytes: 2 * 1024 * 1024,
+      bytesSent: 2 + 48,
+      bytesReceived: 16,
+      proofVerified: false,
+      error: 'the reflector refused the stream request: more bytes than its streamMaxBytes',
+    });
   });
 
   it('media through the real coturn relay works and is measured', () => {

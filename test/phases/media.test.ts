@@ -8,7 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { duration } from '../../src/config/units.js';
 import { silentLogger } from '../../src/log.js';
 import { mediaPhase, mediaTimeoutNeededMs } from '../../src/phases/media.js';
-import { mediaPacketLength } from '../../src/protocol/media-packet.js';
+import { mediaPacketLength, verifyTag } from '../../src/protocol/media-packet.js';
 import { reflectorConfigSchema } from '../../src/reflector/config.js';
 import { startReflector, type Reflector } from '../../src/reflector/server.js';
 import { RESULT_SCHEMA, type ProbeResult } from '../../src/result.js';
@@ -202,6 +202,30 @@ describe('media phase on loopback', () => {
     const run = await runOnce(mediaSpec(await closedPort(), { durationMs: 200, drainMs: 300 }), withKey);
     expect(run).toMatchObject({ failure: 'connection_refused', failedPhase: 'media' });
     expect(run.phases[0]!.evidence.error).toBe('ECONNREFUSED');
+  });
+
+  it('the reflector goes away mid-stream (ICMP port unreachable): connection_refused with the packets really sent, not a cut-off', async () => {
+    // A reflector that echoes 10 authentic packets, then closes its port: the 11th packet gets an
+    // ICMP port unreachable, which ends the probe's socket before the 12th.
+    const gone = createSocket('udp4');
+    let echoed = 0;
+    gone.on('message', (msg: Buffer, from: RemoteInfo) => {
+      if (echoed >= 10 || verifyTag(msg, KEY) === null) return;
+      echoed++;
+      gone.send(msg, from.port, from.address, () => echoed === 10 && gone.close());
+    });
+    gone.bind(0, '127.0.0.1');
+    await once(gone, 'listening');
+    const run = await runOnce(mediaSpec(gone.address().port, { shape: 'rtp', durationMs: 1000 }), withKey);
+    expect(run).toMatchObject({ failure: 'connection_refused', failedPhase: 'media' });
+    const phase = run.phases[0]!;
+    expect(phase.evidence).toMatchObject({ error: 'ECONNREFUSED', packetsPlanned: 50, datagramsSent: 11, datagramsReceived: 10 });
+    const [s] = streamsOf(run);
+    expect(s).toMatchObject({ sent: 11, received: 10, lost: 1, pathError: 'ECONNREFUSED', drainMs: 0 });
+    expect(s!.pacing.sends).toBe(11);
+    expect(s!.bytesSent).toBe(phase.evidence.bytesSent);
+    // It stopped at the failure, not after the 50 planned packets and a drain.
+    expect(phase.durationMs).toBeLessThan(900);
   });
 
   it('refuses to run without the reflector key, or when the phase timeout cannot hold the stream', async () => {

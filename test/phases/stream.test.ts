@@ -152,10 +152,39 @@ describe('stream phase on loopback', () => {
     }
   });
 
-  it('needs the reflector key, and validates its parameters', async () => {
+  it('the reflector refuses (too many bytes, too many streams): proto_error with the reason, not eof_error', async () => {
+    const strict = await startReflector(
+      reflectorConfigSchema.parse({ key: KEY_HEX, listen: { tcp: ['127.0.0.1:0'] }, metrics: { listen: '' }, limits: { streamMaxBytes: '64KiB', streamsPerMinute: 1 } }),
+      silentLogger(),
+    );
+    try {
+      const port = strict.tcp[0]!.port;
+      const big = await runOnce(streamSpec(port, { bytes: '100KiB', stallMs: 1000 }), withKey);
+      expect(big).toMatchObject({ failure: 'proto_error', failedPhase: 'stream' });
+      expect(big.phases[1]!.evidence).toMatchObject({
+        refusal: 'too_large',
+        bytesReceived: 16,
+        proofVerified: false,
+        error: 'the reflector refused the stream request: more bytes than its streamMaxBytes',
+      });
+      expect((await runOnce(streamSpec(port, { bytes: '16KiB' }), withKey)).failure).toBeNull();
+      const again = await runOnce(streamSpec(port, { bytes: '16KiB', stallMs: 1000 }), withKey);
+      expect(again).toMatchObject({ failure: 'proto_error', failedPhase: 'stream' });
+      expect(again.phases[1]!.evidence).toMatchObject({ refusal: 'rate_limited', bytesReceived: 16 });
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it('needs the reflector key, and validates its parameters (bytes: at most the reflector default, 4 MiB)', async () => {
     const run = await runOnce(streamSpec(reflector.tcp[0]!.port));
     expect(run).toMatchObject({ failure: 'internal_error', failedPhase: 'stream' });
     expect(streamPhase.params.parse({ bytes: '16KiB' })).toEqual({ bytes: 16384, stallMs: 4000 });
+    expect(streamPhase.params.parse({ bytes: '4MiB' })).toEqual({ bytes: 4 * 1024 * 1024, stallMs: 4000 });
+    const over = streamPhase.params.safeParse({ bytes: 4 * 1024 * 1024 + 1 });
+    expect(over.success ? [] : over.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual([
+      'bytes: bytes must be 1 B to 4 MiB (the most a reflector serves by default: its streamMaxBytes)',
+    ]);
     expect(streamPhase.params.safeParse({ bytes: 0 }).success).toBe(false);
     expect(streamPhase.params.safeParse({ stallMs: 10 }).success).toBe(false);
   });

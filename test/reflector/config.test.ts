@@ -40,8 +40,11 @@ describe('reflector config', () => {
       streamsPerMinute: 30,
       streamMaxBytes: 4194304,
       maxSources: 10000,
+      unauthenticatedPacketsPerSecond: 2000,
+      unauthenticatedBurst: 2000,
       maxConnections: 1024,
       maxConnectionsPerSource: 16,
+      handshakeTimeout: 10000,
       idleTimeout: 60000,
     });
     expect(c.metrics).toEqual({ listen: '127.0.0.1:9467' });
@@ -51,15 +54,16 @@ describe('reflector config', () => {
   it('reports every problem as FILE:LINE:COL', () => {
     const file = write(
       'bad.yaml',
-      ['key: "abcd"', 'listen:', '  udp: ["localhost:3480", "1.2.3.4"]', '  sctp: []', 'limits:', '  idleTimeout: soon', 'metrics: { listen: ":9" }', ''].join('\n'),
+      ['key: "abcd"', 'listen:', '  udp: ["localhost:3480", "1.2.3.4"]', '  sctp: []', 'limits:', '  idleTimeout: soon', '  handshakeTimeout: 0s', 'metrics: { listen: ":9" }', ''].join('\n'),
     );
     expect(problems(file)).toEqual([
       'bad.yaml:1:6: key: must be at least 64 hex digits (32 bytes, e.g. from "openssl rand -hex 32")',
       'bad.yaml:3:9: listen.udp[0]: must be IP:PORT (an IP literal, IPv6 in brackets, and a port)',
       'bad.yaml:3:27: listen.udp[1]: must be IP:PORT (an IP literal, IPv6 in brackets, and a port)',
       'bad.yaml:4:3: listen.sctp: unknown key (not allowed here)',
+      'bad.yaml:7:21: limits.handshakeTimeout: must be more than 0 (0 would let a handshake hold a connection forever)',
       'bad.yaml:6:16: limits.idleTimeout: not a duration: "soon" (use e.g. 500ms, 10s, 5m, 1h)',
-      'bad.yaml:7:20: metrics.listen: must be IP:PORT (an IP literal, IPv6 in brackets, and a port)',
+      'bad.yaml:8:20: metrics.listen: must be IP:PORT (an IP literal, IPv6 in brackets, and a port)',
     ]);
   });
 

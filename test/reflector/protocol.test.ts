@@ -1,10 +1,14 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { MAX_MEDIA_PACKET_LENGTH } from '../../src/protocol/media-packet.js';
 import {
   FrameReader,
+  MAX_REFLECTOR_FRAME_LENGTH,
   STREAM_PROOF_LENGTH,
+  STREAM_REFUSAL_REASONS,
   STREAM_REQUEST_LENGTH,
   encodeFrame,
   encodeStreamRequest,
+  refusalReason,
   verifyStreamRequest,
 } from '../../src/reflector/protocol.js';
 
@@ -30,6 +34,54 @@ describe('RFC 4571 framing', () => {
     }
     const byByte = new FrameReader();
     expect([...stream].flatMap((x) => byByte.push(Buffer.from([x]))).map((f) => f.length)).toEqual([300, 5, 0]);
+  });
+});
+
+describe('FrameReader limits', () => {
+  it('stops at a length header above its limit: the frames before it come out, nothing after', () => {
+    const reader = new FrameReader(MAX_REFLECTOR_FRAME_LENGTH);
+    const ok = Buffer.alloc(MAX_REFLECTOR_FRAME_LENGTH, 7);
+    const header = Buffer.from([(MAX_REFLECTOR_FRAME_LENGTH + 1) >> 8, (MAX_REFLECTOR_FRAME_LENGTH + 1) & 0xff]);
+    const frames = reader.push(Buffer.concat([encodeFrame(ok), header, Buffer.alloc(5)]));
+    expect(frames.map((f) => f.length)).toEqual([MAX_REFLECTOR_FRAME_LENGTH]);
+    expect(reader.oversized).toBe(MAX_REFLECTOR_FRAME_LENGTH + 1);
+    expect(reader.push(encodeFrame(Buffer.alloc(3)))).toEqual([]);
+    // Also when the header itself arrives a byte at a time.
+    const split = new FrameReader(1280);
+    expect(split.push(Buffer.from([0xff]))).toEqual([]);
+    expect(split.oversized).toBeNull();
+    expect(split.push(Buffer.from([0xff]))).toEqual([]);
+    expect(split.oversized).toBe(0xffff);
+  });
+
+  it('the largest legitimate frame is the largest media packet (the stream request is shorter)', () => {
+    expect(MAX_REFLECTOR_FRAME_LENGTH).toBe(MAX_MEDIA_PACKET_LENGTH);
+    expect(STREAM_REQUEST_LENGTH).toBeLessThan(MAX_REFLECTOR_FRAME_LENGTH);
+  });
+
+  it('copies each byte at most once: a frame dripped a byte at a time is assembled with one copy', () => {
+    const frame = encodeFrame(Buffer.alloc(MAX_REFLECTOR_FRAME_LENGTH, 9));
+    const reader = new FrameReader(MAX_REFLECTOR_FRAME_LENGTH);
+    const concat = vi.spyOn(Buffer, 'concat');
+    const copy = vi.spyOn(Buffer.prototype, 'copy');
+    try {
+      const out: Buffer[] = [];
+      for (const b of frame) out.push(...reader.push(Buffer.from([b])));
+      expect(out).toHaveLength(1);
+      expect(out[0]!.equals(frame.subarray(2))).toBe(true);
+      expect(concat).not.toHaveBeenCalled();
+      // One copy per dripped byte of the body into the frame's own buffer: linear in its length.
+      expect(copy).toHaveBeenCalledTimes(MAX_REFLECTOR_FRAME_LENGTH);
+    } finally {
+      concat.mockRestore();
+      copy.mockRestore();
+    }
+    // A frame inside one chunk is handed out as a view, with no copy at all.
+    const whole = new FrameReader(MAX_REFLECTOR_FRAME_LENGTH);
+    const chunk = Buffer.concat([frame, frame]);
+    const [f1, f2] = whole.push(chunk);
+    expect(f1!.buffer).toBe(chunk.buffer);
+    expect(f2!.buffer).toBe(chunk.buffer);
   });
 });
 
@@ -64,6 +116,23 @@ describe('stream request', () => {
     }
     expect(verifyStreamRequest(r.bytes.subarray(0, 47), KEY)).toBeNull();
     expect(verifyStreamRequest(Buffer.concat([r.bytes, Buffer.alloc(1)]), KEY)).toBeNull();
+  });
+
+  it('carries a refusal per reason: 16 bytes the reflector and the prober derive alike, none equal to the proof', () => {
+    const r = encodeStreamRequest(4096, KEY, NONCE);
+    const v = verifyStreamRequest(r.bytes, KEY)!;
+    for (const reason of Object.keys(STREAM_REFUSAL_REASONS) as Array<keyof typeof STREAM_REFUSAL_REASONS>) {
+      expect(v.refusals[reason].equals(r.refusals[reason])).toBe(true);
+      expect(r.refusals[reason].length).toBe(STREAM_PROOF_LENGTH);
+      expect(r.refusals[reason].equals(r.proof)).toBe(false);
+      expect(refusalReason(r.refusals[reason], r)).toBe(reason);
+    }
+    expect(r.refusals.too_large.equals(r.refusals.rate_limited)).toBe(false);
+    expect(refusalReason(r.proof, r)).toBeNull();
+    expect(refusalReason(r.refusals.too_large.subarray(0, 15), r)).toBeNull();
+    // Another request's refusal, or one under another key, is no refusal of this one.
+    expect(refusalReason(encodeStreamRequest(4096, KEY).refusals.too_large, r)).toBeNull();
+    expect(refusalReason(encodeStreamRequest(4096, OTHER, NONCE).refusals.too_large, r)).toBeNull();
   });
 
   it('rejects out-of-range counts and nonces as our own bugs', () => {

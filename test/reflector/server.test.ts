@@ -8,11 +8,12 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger, type Logger } from '../../src/log.js';
 import { MEDIA_SHAPES, cryptoRng, encodeMediaPacket } from '../../src/protocol/media-packet.js';
 import { reflectorConfigSchema } from '../../src/reflector/config.js';
-import { STREAM_PROOF_LENGTH, encodeFrame, encodeStreamRequest } from '../../src/reflector/protocol.js';
-import { startReflector, type Reflector } from '../../src/reflector/server.js';
+import { MAX_REFLECTOR_FRAME_LENGTH, STREAM_PROOF_LENGTH, encodeFrame, encodeStreamRequest, refusalReason } from '../../src/reflector/protocol.js';
+import { ReflectorMetrics } from '../../src/reflector/metrics.js';
+import { containErrors, startReflector, type Reflector } from '../../src/reflector/server.js';
 import { createLabCa, type LabCa } from '../lab/ca.js';
 
 const KEY_HEX = '42'.repeat(32);
@@ -120,6 +121,27 @@ describe('reflector over UDP', () => {
   });
 });
 
+describe('reflector event handlers', () => {
+  it('an exception in a handler is counted and logged (at most once a minute), never thrown to the emitter', async () => {
+    const metrics = new ReflectorMetrics();
+    const logged: unknown[] = [];
+    const log = { error: (...args: unknown[]) => logged.push(args) } as unknown as Logger;
+    const contain = containErrors(metrics, log);
+    const handler = contain((n: number) => {
+      throw new Error(`bug ${n}`);
+    });
+    expect(() => handler(1)).not.toThrow();
+    expect(() => handler(2)).not.toThrow();
+    expect(logged).toHaveLength(1);
+    expect(((logged[0] as unknown[])[0] as { err: Error }).err.message).toBe('bug 1');
+    expect(await metrics.registry.getSingleMetricAsString('callprobe_reflector_handler_errors_total')).toContain('callprobe_reflector_handler_errors_total 2');
+    // What does not throw runs as it is.
+    let got = 0;
+    contain((n: number) => void (got = n))(7);
+    expect(got).toBe(7);
+  });
+});
+
 describe('reflector limits', () => {
   it('echoes exactly the packet burst per source, then refuses (counted), before checking tags', async () => {
     const r = await start({}, { packetBurst: 5, packetsPerSecond: 0.001 });
@@ -134,6 +156,53 @@ describe('reflector limits', () => {
       expect(text).toContain('callprobe_reflector_packets_total{transport="udp",result="echoed"} 5');
       expect(text).toContain('callprobe_reflector_packets_total{transport="udp",result="rate_limited"} 4');
       expect(text).toContain('callprobe_reflector_packets_total{transport="udp",result="bad_tag"} 0');
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('checks tags from unknown sources only as the unauthenticated bucket allows, and keeps no state for them', async () => {
+    const r = await start({}, { unauthenticatedBurst: 5, unauthenticatedPacketsPerSecond: 0.001 });
+    try {
+      const c = await udpClient();
+      for (let i = 0; i < 20; i++) c.socket.send(packet(i, { key: OTHER_KEY }), r.udp[0]!.port, '127.0.0.1');
+      await settle();
+      // The bucket is empty now: even an authentic packet from this still unknown source waits.
+      c.socket.send(packet(20), r.udp[0]!.port, '127.0.0.1');
+      await settle();
+      c.socket.close();
+      expect(c.got.length).toBe(0);
+      const text = await metricsText(r);
+      expect(text).toContain('callprobe_reflector_packets_total{transport="udp",result="bad_tag"} 5');
+      expect(text).toContain('callprobe_reflector_packets_total{transport="udp",result="unauthenticated_limited"} 16');
+      expect(text).toContain('callprobe_reflector_sources 0');
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('when the source table is full, a new authentic source takes the place of the least recently used', async () => {
+    const r = await start({}, { maxSources: 1 });
+    try {
+      const a = await udpClient();
+      const b = createSocket('udp4');
+      const gotB: Buffer[] = [];
+      b.on('message', (m) => gotB.push(m));
+      b.bind(0, '127.0.0.2');
+      await once(b, 'listening');
+      a.socket.send(packet(0), r.udp[0]!.port, '127.0.0.1');
+      await settle();
+      b.send(packet(1), r.udp[0]!.port, '127.0.0.1');
+      await settle();
+      a.socket.send(packet(2), r.udp[0]!.port, '127.0.0.1');
+      await settle();
+      a.socket.close();
+      b.close();
+      expect([a.got.length, gotB.length]).toEqual([2, 1]);
+      const text = await metricsText(r);
+      expect(text).toContain('callprobe_reflector_source_evictions_total 2');
+      expect(text).toContain('callprobe_reflector_sources 1');
+      expect(text).toContain('callprobe_reflector_packets_total{transport="udp",result="echoed"} 3');
     } finally {
       await r.close();
     }
@@ -179,7 +248,9 @@ describe('reflector limits', () => {
       const idle = performance.now() - t0;
       expect(idle).toBeGreaterThanOrEqual(290);
       expect(idle).toBeLessThan(1500);
-      expect(await metricsText(r)).toContain('callprobe_reflector_refused_connections_total 1');
+      const text = await metricsText(r);
+      expect(text).toContain('callprobe_reflector_refused_connections_total 1');
+      expect(text).toContain('callprobe_reflector_closed_connections_total{reason="idle"} 1');
     } finally {
       await r.close();
     }
@@ -241,21 +312,132 @@ describe('reflector over TCP and TLS', () => {
     expect(bytes.subarray(0, STREAM_PROOF_LENGTH).equals(req.proof)).toBe(true);
   });
 
-  it('closes (FIN, nothing sent) on a request above streamMaxBytes or beyond streamsPerMinute', async () => {
+  it('refuses a request above streamMaxBytes or beyond streamsPerMinute with the authenticated refusal for the reason, then FIN', async () => {
     const big = await tcpTo(r.tcp[0]!.port);
-    big.write(encodeFrame(encodeStreamRequest(1024 * 1024 + 1, KEY).bytes));
-    expect(await collect(big)).toEqual({ bytes: Buffer.alloc(0), ended: true });
+    const tooLarge = encodeStreamRequest(1024 * 1024 + 1, KEY);
+    big.write(encodeFrame(tooLarge.bytes));
+    const a = await collect(big);
     big.destroy();
+    expect(a.ended).toBe(true);
+    expect(a.bytes.equals(tooLarge.refusals.too_large)).toBe(true);
+    expect(refusalReason(a.bytes, tooLarge)).toBe('too_large');
     // streamsPerMinute 2: the two tests above used both.
     const again = await tcpTo(r.tcp[0]!.port);
-    again.write(encodeFrame(encodeStreamRequest(10, KEY).bytes));
-    expect(await collect(again)).toEqual({ bytes: Buffer.alloc(0), ended: true });
+    const limited = encodeStreamRequest(10, KEY);
+    again.write(encodeFrame(limited.bytes));
+    const b = await collect(again);
     again.destroy();
+    expect(b.ended).toBe(true);
+    expect(refusalReason(b.bytes, limited)).toBe('rate_limited');
+    expect(b.bytes.length).toBe(STREAM_PROOF_LENGTH);
     const text = await metricsText(r);
     expect(text).toContain('callprobe_reflector_stream_requests_total{transport="tcp",result="served"} 1');
     expect(text).toContain('callprobe_reflector_stream_requests_total{transport="tls",result="served"} 1');
     expect(text).toContain('callprobe_reflector_stream_requests_total{transport="tcp",result="too_large"} 1');
     expect(text).toContain('callprobe_reflector_stream_requests_total{transport="tcp",result="rate_limited"} 1');
+  });
+});
+
+describe('reflector connections that misbehave', () => {
+  let r: Reflector;
+  let dir: string;
+  let ca: LabCa;
+  let certPaths: { certPath: string; keyPath: string };
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'callprobe-reflector-conn-'));
+    ca = await createLabCa(join(dir, 'ca'));
+    certPaths = await ca.issue(['reflector.lab.test'], { ips: ['127.0.0.1'] });
+    // Byte limits out of the way: the peer below may echo as fast as loopback goes.
+    r = await start({}, { bytesPerSecond: '1GiB', byteBurst: '1GiB', packetsPerSecond: 1e6, packetBurst: 1e6 });
+  }, 60_000);
+  afterAll(async () => {
+    await r.close();
+    await ca.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('closes a connection whose peer sends authentic frames but never reads the echoes (backlog over 256 KiB)', async () => {
+    const s = await tcpTo(r.tcp[0]!.port);
+    s.pause(); // never reads: the echoes pile up in the kernel, then in the reflector
+    const frame = encodeFrame(encodeMediaPacket({ shape: 'rtp', flowId: 1, seq: 0, sendTimeUs: 1, payloadSize: 1024, key: KEY, rng: cryptoRng }));
+    // The reflector's close reaches us as an RST (it had unread data): wait for 'close', not once() (which rejects on 'error').
+    s.on('error', () => {});
+    const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+    // 64 MiB at most: far more than the kernel's buffers on both sides and the 256 KiB backlog.
+    const block = Buffer.concat(new Array<Buffer>(64).fill(frame));
+    let written = 0;
+    while (!s.destroyed && written < 64 * 1024 * 1024) {
+      // once() rejects on the socket's 'error' (the RST that ends this): that ends the loop too.
+      if (!s.write(block)) await Promise.race([once(s, 'drain'), closed]).catch(() => {});
+      written += block.length;
+    }
+    await closed;
+    const text = await metricsText(r);
+    expect(text).toContain('callprobe_reflector_closed_connections_total{reason="backlog"} 1');
+    expect(text).toContain('callprobe_reflector_connections{transport="tcp"} 0');
+    const echoed = Number(/callprobe_reflector_packets_total\{transport="tcp",result="echoed"\} (\d+)/.exec(text)![1]);
+    expect(echoed * frame.length).toBeLessThan(written);
+  });
+
+  it('closes a connection at once when a length header exceeds the largest media packet', async () => {
+    for (const length of [MAX_REFLECTOR_FRAME_LENGTH + 1, 0xffff]) {
+      const s = await tcpTo(r.tcp[0]!.port);
+      const good = packet(1);
+      const header = Buffer.alloc(2);
+      header.writeUInt16BE(length);
+      // An authentic frame first: it is echoed; the oversized header ends the connection.
+      s.write(Buffer.concat([encodeFrame(good), header, Buffer.alloc(10)]));
+      const { bytes, ended } = await collect(s);
+      expect(bytes.equals(encodeFrame(good))).toBe(true);
+      expect(ended || s.destroyed || s.readableEnded).toBe(true);
+      s.destroy();
+    }
+    expect(await metricsText(r)).toContain('callprobe_reflector_closed_connections_total{reason="oversized_frame"} 2');
+  });
+
+  it('TLS: limits connections per source before the handshake, and closes handshakes that do not finish in handshakeTimeout', async () => {
+    const t = await start(
+      { listen: { tls: [{ listen: '127.0.0.1:0', cert: certPaths.certPath, key: certPaths.keyPath }] } },
+      { maxConnectionsPerSource: 2, handshakeTimeout: '300ms' },
+    );
+    try {
+      const port = t.tls[0]!.port;
+      const t0 = performance.now();
+      // Three raw TCP connections that never send a ClientHello.
+      const raws = [await tcpTo(port), await tcpTo(port), await tcpTo(port)];
+      const closedAt = raws.map((s) => once(s, 'close').then(() => performance.now() - t0));
+      const [first, second, third] = await Promise.all(closedAt);
+      expect(third!).toBeLessThan(250); // refused at once, no handshake started
+      for (const ms of [first!, second!]) {
+        expect(ms).toBeGreaterThanOrEqual(290);
+        expect(ms).toBeLessThan(2000);
+      }
+      const text = await metricsText(t);
+      expect(text).toContain('callprobe_reflector_refused_connections_total 1');
+      expect(text).toContain('callprobe_reflector_closed_connections_total{reason="handshake_timeout"} 2');
+      // The slots are free again: a real client completes its handshake.
+      const ok = tlsConnect({ port, host: '127.0.0.1', servername: 'reflector.lab.test', ca: ca.caCertPem });
+      await once(ok, 'secureConnect');
+      ok.destroy();
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('limits connections in all across listeners (maxConnections)', async () => {
+    const t = await start({ listen: { tcp: ['127.0.0.1:0', '127.0.0.1:0'] } }, { maxConnections: 2 });
+    try {
+      const a = await tcpTo(t.tcp[0]!.port);
+      const b = await tcpTo(t.tcp[1]!.port);
+      const c = await tcpTo(t.tcp[1]!.port);
+      await once(c, 'close');
+      expect(a.destroyed || b.destroyed).toBe(false);
+      expect(await metricsText(t)).toContain('callprobe_reflector_refused_connections_total 1');
+      a.destroy();
+      b.destroy();
+    } finally {
+      await t.close();
+    }
   });
 });
 
