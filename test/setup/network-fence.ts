@@ -12,7 +12,8 @@ FENCE.addSubnet('127.0.0.0', 8, 'ipv4');
 FENCE.addSubnet('198.18.0.0', 15, 'ipv4');
 FENCE.addAddress('::1', 'ipv6');
 
-function assertFenced(host: unknown, what: string): void {
+/** Exported for the fence's own test, which must never need a real outside destination. */
+export function assertFenced(host: unknown, what: string): void {
   if (host === undefined || host === null || host === 'localhost') return; // Node defaults to loopback
   if (typeof host !== 'string') return;
   const bare = host.replace(/^\[|\]$/g, '').replace(/^::ffff:/i, '');
@@ -21,8 +22,12 @@ function assertFenced(host: unknown, what: string): void {
   throw new Error(`network fence: test tried to ${what} ${host}; only loopback and 198.18.0.0/15 are allowed in tests`);
 }
 
+const PATCHED = Symbol.for('callprobe.networkFence');
+const patched = (globalThis as Record<symbol, unknown>)[PATCHED] === true;
+(globalThis as Record<symbol, unknown>)[PATCHED] = true;
+
 const connect = net.Socket.prototype.connect;
-net.Socket.prototype.connect = function fencedConnect(this: net.Socket, ...args: unknown[]) {
+if (!patched) net.Socket.prototype.connect = function fencedConnect(this: net.Socket, ...args: unknown[]) {
   const first = args[0];
   if (Array.isArray(first)) {
     const opts = first[0] as { host?: string; path?: string } | undefined;
@@ -37,7 +42,7 @@ net.Socket.prototype.connect = function fencedConnect(this: net.Socket, ...args:
 } as typeof connect;
 
 const send = dgram.Socket.prototype.send;
-dgram.Socket.prototype.send = function fencedSend(this: dgram.Socket, ...args: unknown[]) {
+if (!patched) dgram.Socket.prototype.send = function fencedSend(this: dgram.Socket, ...args: unknown[]) {
   // send(msg, [offset, length,] port, address, cb): the address is the first string argument.
   const address = args.slice(1).find((a) => typeof a === 'string');
   const connected = (() => {
@@ -52,7 +57,7 @@ dgram.Socket.prototype.send = function fencedSend(this: dgram.Socket, ...args: u
 } as typeof send;
 
 const dconnect = dgram.Socket.prototype.connect;
-dgram.Socket.prototype.connect = function fencedDgramConnect(this: dgram.Socket, ...args: unknown[]) {
+if (!patched) dgram.Socket.prototype.connect = function fencedDgramConnect(this: dgram.Socket, ...args: unknown[]) {
   assertFenced(typeof args[1] === 'string' ? args[1] : 'localhost', 'connect a datagram socket to');
   return (dconnect as (...a: unknown[]) => void).apply(this, args);
 } as typeof dconnect;
