@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { ProbeResult } from '../../src/result.js';
 import { GARBAGE_PAYLOAD, LAB_PQ, type DcListener } from './servers/telegram-dc.js';
-import { REPO_ROOT, applyCensor, counters, createLab, createLabCa, describeLab, runOnceInLab, startDnsServer, startNodeServer, type Lab, type LabServer, type ServerEvent } from './index.js';
+import { REPO_ROOT, applyCensor, counters, createLab, createLabCa, describeLab, runOnceInLab, type OnceRun, startDnsServer, startNodeServer, type Lab, type LabServer, type ServerEvent } from './index.js';
 
 const TELEGRAM_DC_SCRIPT = join(REPO_ROOT, 'test/lab/servers/telegram-dc.ts');
 const SERVER = '198.18.2.2';
@@ -24,7 +24,7 @@ const IP_TCP_HEADERS = 52;
 describeLab('telegram (MTProto) through a censor', () => {
   let lab: Lab;
   let dc: LabServer;
-  let results: Map<string, ProbeResult>;
+  let once: OnceRun;
   let exitCode: number | null;
   let rules: Record<string, { packets: number; bytes: number }>;
 
@@ -97,16 +97,12 @@ describeLab('telegram (MTProto) through a censor', () => {
       extraConfig: 'tls: { extraCa: [ca.pem] }',
     });
     exitCode = run.code;
-    results = run.results;
+    once = run;
     rules = await counters(lab);
   }, 90_000);
   afterAll(() => lab?.destroy());
 
-  const get = (name: string): ProbeResult => {
-    const r = results.get(name);
-    if (!r) throw new Error(`no result for ${name}`);
-    return r;
-  };
+  const get = (name: string): ProbeResult => once.get(name);
   const mtprotoOf = (r: ProbeResult) => r.phases.find((p) => p.phase === 'mtproto')!;
   /** The DC's request and answer events for the connection that carried this nonce. */
   const atDc = (nonceHex: unknown): { request: ServerEvent; answer: ServerEvent } => {
@@ -124,7 +120,7 @@ describeLab('telegram (MTProto) through a censor', () => {
     expect(exitCode).toBe(1);
     expect(get('lab-tcp')).toMatchObject({ service: 'control', verdict: 'ok', failure: null });
     expect(get('lab-tls')).toMatchObject({ service: 'control', verdict: 'ok', failure: null });
-    expect(results.size).toBe(18);
+    expect(once.results.size).toBe(18);
   });
 
   it.each([

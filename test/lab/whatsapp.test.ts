@@ -10,6 +10,7 @@ import {
   createLabCa,
   describeLab,
   runOnceInLab,
+  type OnceRun,
   REPO_ROOT,
   startDnsServer,
   startNodeServer,
@@ -37,7 +38,7 @@ describeLab('whatsapp handshake through a censor', () => {
   let lab: Lab;
   let server: LabServer;
   let info: WhatsAppServerInfo;
-  let results: Map<string, ProbeResult>;
+  let once: OnceRun;
   let rules: Record<string, { packets: number; bytes: number }>;
 
   beforeAll(async () => {
@@ -91,16 +92,12 @@ describeLab('whatsapp handshake through a censor', () => {
       resolver: SERVER,
       extraConfig: 'tls: { extraCa: [ca.pem] }',
     });
-    results = run.results;
+    once = run;
     rules = await counters(lab);
   }, 90_000);
   afterAll(() => lab?.destroy());
 
-  const get = (name: string): ProbeResult => {
-    const r = results.get(name);
-    if (!r) throw new Error(`no result for ${name}: ${[...results.keys()].join(', ')}`);
-    return r;
-  };
+  const get = (name: string): ProbeResult => once.get(name);
   const whatsapp = (name: string) => get(name).phases.find((p) => p.phase === 'whatsapp')!;
   const serverEvents = (listener: string, event: string) => server.events().filter((e) => e.listener === listener && e.event === event);
   const blocked = { verdict: 'blocked', failedPhase: 'whatsapp', control: { target: 'domestic', phase: 'tcp', ok: true } };
