@@ -5,7 +5,7 @@ import { SafetyGuard } from '../dist/engine/guard.js';
 import { Limiter } from '../dist/engine/limiter.js';
 import { runSpec } from '../dist/engine/runner.js';
 import { silentLogger } from '../dist/log.js';
-import { loadPlan } from '../dist/plan.js';
+import { loadPlan } from '../dist/plan/index.js';
 
 const { values } = parseArgs({ options: { config: { type: 'string' }, spec: { type: 'string' }, count: { type: 'string' }, concurrency: { type: 'string' }, warmup: { type: 'string' } } });
 const plan = loadPlan(values.config);

@@ -4,7 +4,7 @@ import { ConfigError } from './config/loader.js';
 import { StartupError, startDaemon } from './daemon.js';
 import { Engine } from './engine/engine.js';
 import { createLogger, silentLogger } from './log.js';
-import { loadPlan, type Plan } from './plan.js';
+import { loadPlan, type Plan } from './plan/index.js';
 import type { ProbeResult } from './result.js';
 import { formatPlan, formatResult } from './report.js';
 import { VERSION } from './version.js';

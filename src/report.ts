@@ -1,4 +1,4 @@
-import type { Plan } from './plan.js';
+import type { Plan } from './plan/index.js';
 import type { ProbeResult } from './result.js';
 
 /** One line per result for a terminal: verdict first, then the path phase by phase. */

@@ -58,3 +58,6 @@ export interface ProbeResult {
   /** The control consulted for the verdict, or null when none applied (see README "Verdicts"). */
   control: ControlRef | null;
 }
+
+/** A finished run before the verdict: the verdict needs the controls (engine/verdict.ts). */
+export type RunRecord = Omit<ProbeResult, 'verdict' | 'control'>;

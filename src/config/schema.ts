@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { parseCidr } from '../net/cidr.js';
-import { PHASES } from '../phases/index.js';
-import { duration, size } from './units.js';
-import { mediaKeySchema } from '../reflector/key.js';
+import type { PhaseRegistry } from '../phases/types.js';
+import { duration, size } from '../units.js';
+import { mediaKeySchema } from '../config/media-key.js';
 
 const cidr = z.string().superRefine((value, ctx) => {
   try {
@@ -148,66 +148,83 @@ export const configSchema = z
 
 export type Config = z.output<typeof configSchema>;
 
-const phaseEntry = z.union([z.string(), z.record(z.string(), z.unknown())]).superRefine((entry, ctx) => {
-  const [phaseName, phaseParams] = typeof entry === 'string' ? [entry, {}] : (Object.entries(entry)[0] ?? ['', {}]);
-  if (typeof entry !== 'string' && Object.keys(entry).length !== 1) {
-    ctx.addIssue({ code: 'custom', message: 'a phase is a name or a map with exactly one key: { phase: { params } }' });
-    return;
-  }
-  const phase = PHASES.get(phaseName);
-  if (!phase) {
-    ctx.addIssue({ code: 'custom', message: `unknown phase "${phaseName}" (known: ${[...PHASES.keys()].join(', ')})` });
-    return;
-  }
-  const parsed = phase.params.safeParse(phaseParams ?? {});
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      ctx.addIssue({
-        code: 'custom',
-        message: issue.message,
-        path: typeof entry === 'string' ? [] : [phaseName, ...issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))],
-      });
+/** A phase in a catalogue: a name, or `{ name: { params } }`, checked against the phase's own schema. */
+function phaseEntry(phases: PhaseRegistry) {
+  return z.union([z.string(), z.record(z.string(), z.unknown())]).superRefine((entry, ctx) => {
+    const [phaseName, phaseParams] = typeof entry === 'string' ? [entry, {}] : (Object.entries(entry)[0] ?? ['', {}]);
+    if (typeof entry !== 'string' && Object.keys(entry).length !== 1) {
+      ctx.addIssue({ code: 'custom', message: 'a phase is a name or a map with exactly one key: { phase: { params } }' });
+      return;
     }
-  }
-});
-
-const target = z
-  .object({
-    name,
-    /** Hostname or IP literal. */
-    host: z.string().min(1).optional(),
-    port: z.number().int().min(1).max(65535).optional(),
-    /** ws:// or wss:// URL for WebSocket targets; host and port come from it. */
-    url: z
-      .string()
-      .regex(/^wss?:\/\/[^/\s]+(\/\S*)?$/, 'must be a ws:// or wss:// URL')
-      .optional(),
-    sni: z.string().min(1).optional(),
-    phases: z.array(phaseEntry).min(1),
-    interval: duration.optional(),
-    phaseTimeout: duration.optional(),
-    /** Where the address or fact comes from (also written as a YAML comment). */
-    source: z.string().optional(),
-    description: z.string().optional(),
-  })
-  .strict()
-  .superRefine((t, ctx) => {
-    if (!t.host && !t.url) ctx.addIssue({ code: 'custom', message: 'a target needs host (and port) or url' });
-    if (t.host && !t.url && t.port === undefined && t.phases.some((p) => (typeof p === 'string' ? p : Object.keys(p)[0]) !== 'dns')) {
-      ctx.addIssue({ code: 'custom', message: 'port is required when the target connects anywhere', path: ['port'] });
+    const phase = phases.get(phaseName);
+    if (!phase) {
+      ctx.addIssue({ code: 'custom', message: `unknown phase "${phaseName}" (known: ${[...phases.keys()].join(', ')})` });
+      return;
+    }
+    const parsed = phase.params.safeParse(phaseParams ?? {});
+    if (!parsed.success) {
+      for (const issue of parsed.error.issues) {
+        ctx.addIssue({
+          code: 'custom',
+          message: issue.message,
+          path: typeof entry === 'string' ? [] : [phaseName, ...issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))],
+        });
+      }
     }
   });
+}
 
-/** A service catalogue in probes/ (data, not code: adding a service touches no code). */
-export const catalogueSchema = z
-  .object({
-    service: name,
-    description: z.string().optional(),
-    /** A control catalogue: its results judge the other services' failures (design.md §6). */
-    control: z.boolean().default(false),
-    targets: z.array(target).min(1),
-  })
-  .strict();
+function targetSchema(phases: PhaseRegistry) {
+  return z
+    .object({
+      name,
+      /** Hostname or IP literal. */
+      host: z.string().min(1).optional(),
+      port: z.number().int().min(1).max(65535).optional(),
+      /** ws:// or wss:// URL for WebSocket targets; host and port come from it. */
+      url: z
+        .string()
+        .regex(/^wss?:\/\/[^/\s]+(\/\S*)?$/, 'must be a ws:// or wss:// URL')
+        .optional(),
+      sni: z.string().min(1).optional(),
+      phases: z.array(phaseEntry(phases)).min(1),
+      interval: duration.optional(),
+      phaseTimeout: duration.optional(),
+      /** Where the address or fact comes from (also written as a YAML comment). */
+      source: z.string().optional(),
+      description: z.string().optional(),
+    })
+    .strict()
+    .superRefine((t, ctx) => {
+      if (!t.host && !t.url) ctx.addIssue({ code: 'custom', message: 'a target needs host (and port) or url' });
+      if (t.host && !t.url && t.port === undefined && t.phases.some((p) => (typeof p === 'string' ? p : Object.keys(p)[0]) !== 'dns')) {
+        ctx.addIssue({ code: 'custom', message: 'port is required when the target connects anywhere', path: ['port'] });
+      }
+    });
+}
 
-export type Catalogue = z.output<typeof catalogueSchema>;
+/** A service catalogue in probes/ (data, not code: adding a service touches no code), for the given phases. */
+function buildCatalogueSchema(phases: PhaseRegistry) {
+  return z
+    .object({
+      service: name,
+      description: z.string().optional(),
+      /** A control catalogue: its results judge the other services' failures. */
+      control: z.boolean().default(false),
+      targets: z.array(targetSchema(phases)).min(1),
+    })
+    .strict();
+}
+
+export type CatalogueSchema = ReturnType<typeof buildCatalogueSchema>;
+const catalogueSchemas = new WeakMap<PhaseRegistry, CatalogueSchema>();
+
+/** The catalogue schema for a set of phases (built once per registry). */
+export function catalogueSchema(phases: PhaseRegistry): CatalogueSchema {
+  let schema = catalogueSchemas.get(phases);
+  if (!schema) catalogueSchemas.set(phases, (schema = buildCatalogueSchema(phases)));
+  return schema;
+}
+
+export type Catalogue = z.output<CatalogueSchema>;
 export type CatalogueTarget = Catalogue['targets'][number];

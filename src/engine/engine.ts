@@ -1,5 +1,6 @@
 import type { Logger } from '../log.js';
-import type { Plan, ProbeSpec } from '../plan.js';
+import type { Plan } from '../plan/index.js';
+import type { ProbeSpec } from '../types.js';
 import type { ProbeResult } from '../result.js';
 import { SafetyGuard } from './guard.js';
 import { Limiter } from './limiter.js';
@@ -16,7 +17,7 @@ export class Engine {
 
   constructor(plan: Plan, log: Logger) {
     this.deps = depsOf(plan, log);
-    this.board = new ControlBoard(controlMaxAge(plan));
+    this.board = new ControlBoard(controlMaxAge(plan), plan.phases);
   }
 
   update(plan: Plan): void {
@@ -53,6 +54,7 @@ export class Engine {
 function depsOf(plan: Plan, log: Logger): RunnerDeps {
   const { vantage } = plan.config;
   return {
+    phases: plan.phases,
     guard: new SafetyGuard(plan.safety),
     settings: plan.settings,
     vantage: {

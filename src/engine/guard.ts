@@ -1,26 +1,10 @@
-import { isIP } from 'node:net';
 import { ProbeFailure } from '../failure.js';
 import { embeddedIpv4, normalizeAddress, parseCidr, type Cidr } from '../net/cidr.js';
+import type { DestinationGuard, GuardDecision, GuardPurpose, SafetyPolicy } from '../types.js';
 import { SPECIAL_PURPOSE_CIDRS } from './ranges.js';
 
-export interface SafetyPolicy {
-  /** CIDRs. Empty or absent: the public internet (everything outside the special-purpose list). */
-  allow?: readonly string[];
-  /** CIDRs denied in addition to the special-purpose list; a deny entry always wins. */
-  deny?: readonly string[];
-  /** Resolvers the volunteer configured: trusted as DNS servers only, never as probe destinations. */
-  resolvers?: readonly string[];
-}
-
-export type Purpose = 'probe' | 'dns-server';
-
-export interface GuardDecision {
-  allowed: boolean;
-  /** Which rule decided, e.g. "allow 198.18.0.0/15", "special-purpose 10.0.0.0/8 (private)", "not in allow". */
-  rule: string;
-  /** True when the address is special-purpose and no allow entry covers it: a bogon as DNS answer. */
-  bogon: boolean;
-}
+export type { GuardDecision, SafetyPolicy };
+type Purpose = GuardPurpose;
 
 /**
  * The one gate every connect, send and DNS query passes through (design.md §11).
@@ -33,7 +17,7 @@ export interface GuardDecision {
  */
 const MAX_REMEMBERED = 4096;
 
-export class SafetyGuard {
+export class SafetyGuard implements DestinationGuard {
   private readonly allow: Cidr[];
   private readonly deny: Cidr[];
   private readonly resolvers: Set<string>;
@@ -99,8 +83,4 @@ export class SafetyGuard {
 
 function mostSpecific<T>(list: readonly T[], prefixOf: (item: T) => number): T | undefined {
   return list.reduce<T | undefined>((best, c) => (!best || prefixOf(c) > prefixOf(best) ? c : best), undefined);
-}
-
-export function isIpLiteral(host: string): boolean {
-  return isIP(host.replace(/^\[|\]$/g, '')) !== 0;
 }

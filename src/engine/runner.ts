@@ -2,23 +2,22 @@ import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import { ProbeFailure, classify, type FailureCode } from '../failure.js';
 import type { Logger } from '../log.js';
-import { formatEndpoint } from '../net/dial.js';
-import { PHASES } from '../phases/index.js';
-import type { PhaseContext, PhaseSettings, RunState } from '../phases/types.js';
-import type { PlannedPhase, ProbeSpec } from '../plan.js';
-import { RESULT_SCHEMA, type PhaseResult, type ProbeResult } from '../result.js';
+import { formatEndpoint } from '../net/address.js';
+import type { PhaseContext, PhaseRegistry, RunState } from '../phases/types.js';
+import type { PhaseSettings } from '../types.js';
+import type { PlannedPhase, ProbeSpec } from '../types.js';
+import { RESULT_SCHEMA, type PhaseResult, type ProbeResult, type RunRecord } from '../result.js';
 import { VERSION } from '../version.js';
-import type { SafetyGuard } from './guard.js';
+import type { DestinationGuard } from '../types.js';
 
 export interface RunnerDeps {
-  guard: SafetyGuard;
+  /** The phases the spec names, by name. */
+  phases: PhaseRegistry;
+  guard: DestinationGuard;
   settings: PhaseSettings;
   vantage: ProbeResult['vantage'];
   log: Logger;
 }
-
-/** A finished run before the verdict: the verdict needs the controls (engine/verdict.ts). */
-export type RunRecord = Omit<ProbeResult, 'verdict' | 'control'>;
 
 /**
  * Runs a spec's phases in order, each with its own timeout and AbortSignal; a phase's output feeds
@@ -79,7 +78,7 @@ async function runPhase(
   runSignal: AbortSignal,
   t0: number,
 ): Promise<PhaseResult> {
-  const definition = PHASES.get(planned.name);
+  const definition = deps.phases.get(planned.name);
   const controller = new AbortController();
   const onRunAbort = (): void => controller.abort(interruptedBy(runSignal.reason));
   if (runSignal.aborted) onRunAbort();

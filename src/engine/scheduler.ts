@@ -1,5 +1,5 @@
 import { ProbeFailure } from '../failure.js';
-import type { ProbeSpec } from '../plan.js';
+import type { ProbeSpec } from '../types.js';
 import { Limiter } from './limiter.js';
 
 export interface SchedulerOptions {

@@ -1,7 +1,8 @@
 import { DEGRADATION_CODES } from '../failure.js';
 import { PHASES } from '../phases/index.js';
+import type { PhaseRegistry } from '../phases/types.js';
 import type { ControlRef, ProbeResult, Verdict } from '../result.js';
-import type { RunRecord } from './runner.js';
+import type { RunRecord } from '../result.js';
 
 /**
  * Failures that say nothing about the network: our own policy, our bugs, our shutdown, and TURN
@@ -20,12 +21,18 @@ type Remembered = ControlRef & { at: number; family: 4 | 6 | null };
 export class ControlBoard {
   private readonly latest = new Map<string, Map<string, Remembered>>();
 
-  /** @param maxAgeMs how old a control result may be and still count as "the same cycle". */
-  constructor(private readonly maxAgeMs: number) {}
+  /**
+   * @param maxAgeMs how old a control result may be and still count as "the same cycle".
+   * @param phases where a failed phase's `controlPhase` is looked up (the phase that vouches for the network under it).
+   */
+  constructor(
+    private readonly maxAgeMs: number,
+    private readonly phases: PhaseRegistry = PHASES,
+  ) {}
 
   /** The same remembered controls under a new freshness window (after a config reload). */
   withMaxAge(maxAgeMs: number): ControlBoard {
-    const board = new ControlBoard(maxAgeMs);
+    const board = new ControlBoard(maxAgeMs, this.phases);
     for (const [phase, byTarget] of this.latest) board.latest.set(phase, new Map(byTarget));
     return board;
   }
@@ -56,7 +63,7 @@ export class ControlBoard {
     if (run.failure === null) return { verdict: 'ok', control: null };
     if (isControl || NOT_NETWORK.has(run.failure)) return { verdict: 'error', control: null };
     if (DEGRADATION_CODES.has(run.failure)) return { verdict: 'degraded', control: null };
-    const controlPhase = PHASES.get(run.failedPhase ?? '')?.controlPhase ?? run.failedPhase ?? '';
+    const controlPhase = this.phases.get(run.failedPhase ?? '')?.controlPhase ?? run.failedPhase ?? '';
     // An IPv6 failure says nothing about censorship when the vantage may have no IPv6 at all: only a
     // control that reached the network over the same address family can vouch for it.
     const failed = run.phases.find((p) => p.phase === run.failedPhase);

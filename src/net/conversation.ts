@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { WebSocket, RawData } from 'ws';
 import { ProbeFailure } from '../failure.js';
 import type { Evidence } from '../result.js';
-import { hexPrefix } from './dial.js';
+import { hexPrefix } from '../evidence.js';
 
 /**
  * A request/response exchange over whatever the earlier phases opened: a TCP or TLS socket, or a

@@ -1,11 +1,11 @@
 import { Socket, isIP } from 'node:net';
 import { ProbeFailure } from '../failure.js';
-import type { SafetyGuard } from '../engine/guard.js';
+import type { DestinationGuard } from '../types.js';
 
 export interface DialOptions {
   address: string;
   port: number;
-  guard: SafetyGuard;
+  guard: DestinationGuard;
   signal: AbortSignal;
 }
 
@@ -38,34 +38,4 @@ export function dialTcp({ address, port, guard, signal }: DialOptions): Promise<
       resolve(socket);
     });
   });
-}
-
-/**
- * Watches how a connection ends, because Node reports a FIN during a TLS handshake as ECONNRESET:
- * the taxonomy separates `eof_error` (orderly close) from `connection_reset` (RST).
- */
-export interface CloseWatch {
-  readonly sawEnd: boolean;
-  readonly sawError: string | null;
-}
-
-export function watchClose(socket: Socket): CloseWatch {
-  const watch = { sawEnd: false, sawError: null as string | null };
-  socket.on('end', () => {
-    watch.sawEnd = true;
-  });
-  socket.on('error', (err: NodeJS.ErrnoException) => {
-    watch.sawError ??= err.code ?? err.message;
-  });
-  return watch;
-}
-
-/** `host:port`, with IPv6 literals bracketed. */
-export function formatEndpoint(host: string, port: number): string {
-  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
-/** Lower-case hex of at most `max` bytes: evidence stays bounded (design.md §4). */
-export function hexPrefix(bytes: Uint8Array, max = 64): string {
-  return Buffer.from(bytes.subarray(0, max)).toString('hex');
 }

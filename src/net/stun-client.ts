@@ -2,7 +2,7 @@ import { ProbeFailure } from '../failure.js';
 import { parseMessage, type StunMessage } from '../protocol/stun.js';
 import { decodeChannelData, streamFrameLength } from '../protocol/turn.js';
 import type { Conversation } from './conversation.js';
-import { hexPrefix } from './dial.js';
+import { hexPrefix, roundMs } from '../evidence.js';
 import type { DatagramChannel } from './udp.js';
 
 /**
@@ -276,8 +276,3 @@ export class StunClient {
 
 /** Shared: closing is routine, and an Error per close (with its stack) shows in profiles. */
 const CLIENT_CLOSED = new ProbeFailure('interrupted', 'STUN client closed');
-
-/** Milliseconds with microsecond precision, as the runner reports durations. */
-export function roundMs(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
-}

@@ -14,7 +14,7 @@ import {
 } from '../protocol/stun-attributes.js';
 import { buildMessage, findAttribute, newTransactionId, verifyIntegrity, type StunAttribute, type StunMessage } from '../protocol/stun.js';
 import { longTermKey, methodName, saslprep, turnErrorFailure, METHOD } from '../protocol/turn.js';
-import type { TurnCredential } from '../phases/types.js';
+import type { TurnCredential } from '../types.js';
 import type { Retransmission, StunClient } from './stun-client.js';
 
 /** RFC 8489 §9.2.5: a 438 means "take the new NONCE and try again"; a server that keeps saying it is broken. */

@@ -1,8 +1,8 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { isIP } from 'node:net';
 import { ProbeFailure } from '../failure.js';
-import type { SafetyGuard } from '../engine/guard.js';
-import { hexPrefix } from './dial.js';
+import type { DestinationGuard } from '../types.js';
+import { hexPrefix } from '../evidence.js';
 
 /** What a datagram channel counts as it goes (merged into a phase's evidence, or a part of it). */
 export interface DatagramCounts {
@@ -39,7 +39,7 @@ export interface DatagramChannel {
 export interface DialUdpOptions {
   address: string;
   port: number;
-  guard: SafetyGuard;
+  guard: DestinationGuard;
   signal: AbortSignal;
   /** Counters are written here as datagrams go each way. */
   counts?: DatagramCounts;

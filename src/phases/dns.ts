@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import { z } from 'zod';
 import { ProbeFailure, type FailureCode } from '../failure.js';
-import { formatEndpoint } from '../net/dial.js';
+import { formatEndpoint } from '../net/address.js';
 import type { PhaseDefinition } from './types.js';
 
 const RECORD_TYPES = ['A', 'AAAA'] as const;

@@ -1,4 +1,4 @@
-import type { PhaseDefinition } from './types.js';
+import type { PhaseDefinition, PhaseRegistry } from './types.js';
 import { dnsPhase } from './dns.js';
 import { tcpPhase } from './tcp.js';
 import { tlsPhase } from './tls.js';
@@ -10,11 +10,21 @@ import { turnPhase } from './turn.js';
 import { mediaPhase } from './media.js';
 import { streamPhase } from './stream.js';
 
-/** Dispatch by name from the catalogue: one entry per file in src/phases/. */
-export const PHASES: ReadonlyMap<string, PhaseDefinition> = new Map<string, PhaseDefinition>(
-  [dnsPhase, tcpPhase, tlsPhase, websocketPhase, mtprotoPhase, whatsappPhase, stunPhase, turnPhase, mediaPhase, streamPhase].map((p) => [p.name, p as unknown as PhaseDefinition]),
-);
-
-export function phaseNames(): string[] {
-  return [...PHASES.keys()];
+/** A registry of phases by name (the plan, the runner and the sinks look phases up in it). */
+export function phaseRegistry(definitions: readonly PhaseDefinition[]): PhaseRegistry {
+  return new Map(definitions.map((p) => [p.name, p]));
 }
+
+/** The phases callprobe ships: one file each in src/phases/, dispatched by name from the catalogues. */
+export const PHASES: PhaseRegistry = phaseRegistry([
+  dnsPhase,
+  tcpPhase,
+  tlsPhase,
+  websocketPhase,
+  mtprotoPhase,
+  whatsappPhase,
+  stunPhase,
+  turnPhase,
+  mediaPhase,
+  streamPhase,
+] as unknown as PhaseDefinition[]);

@@ -2,12 +2,12 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { isIP } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { parseHostPort } from '../config/units.js';
+import { parseHostPort } from '../net/address.js';
 import { ProbeFailure, classify, type FailureCode } from '../failure.js';
 import { compareStreams, type StreamComparison } from '../media/differentiation.js';
 import { pacingReport, runPaced, type PacingReport } from '../media/pacer.js';
 import { classifyStream, computeStreamStats, percentile, type MediaClassification, type ReceivedPacket, type SentPacket, type StreamStats } from '../media/stats.js';
-import { formatEndpoint } from '../net/dial.js';
+import { formatEndpoint } from '../net/address.js';
 import { RFC8489_RETRANSMISSION, StunClient } from '../net/stun-client.js';
 import { TurnClient } from '../net/turn-client.js';
 import { dialUdp, type DatagramChannel, type DatagramCounts } from '../net/udp.js';
@@ -32,7 +32,7 @@ import {
   xorPeerAddress,
 } from '../protocol/stun-attributes.js';
 import { CHANNEL_MAX, CHANNEL_MIN, METHOD, encodeChannelData } from '../protocol/turn.js';
-import { ipPortSchema } from '../reflector/config.js';
+import { ipPortSchema } from '../net/address.js';
 import type { PhaseContext, PhaseDefinition } from './types.js';
 
 /**

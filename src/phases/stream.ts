@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import { size } from '../config/units.js';
+import { size } from '../units.js';
 import { ProbeFailure } from '../failure.js';
 import { openConversation } from '../net/conversation.js';
-import { hexPrefix } from '../net/dial.js';
-import { DEFAULT_STREAM_MAX_BYTES } from '../reflector/config.js';
-import { STREAM_PROOF_LENGTH, encodeFrame, encodeStreamRequest, refusalReason, type StreamRefusalReason } from '../reflector/protocol.js';
+import { hexPrefix } from '../evidence.js';
+import { DEFAULT_STREAM_MAX_BYTES } from '../protocol/reflector.js';
+import { STREAM_PROOF_LENGTH, encodeFrame, encodeStreamRequest, refusalReason, type StreamRefusalReason } from '../protocol/reflector.js';
 import type { PhaseDefinition } from './types.js';
 
 /**

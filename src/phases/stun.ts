@@ -1,15 +1,9 @@
 import { z } from 'zod';
 import { ProbeFailure } from '../failure.js';
 import { openConversation } from '../net/conversation.js';
-import { formatEndpoint } from '../net/dial.js';
-import {
-  RFC8489_RETRANSMISSION,
-  StunClient,
-  retransmissionSchedule,
-  roundMs,
-  type StunClientHandlers,
-  type StunTransport,
-} from '../net/stun-client.js';
+import { formatEndpoint } from '../net/address.js';
+import { RFC8489_RETRANSMISSION, StunClient, retransmissionSchedule, type StunClientHandlers, type StunTransport } from '../net/stun-client.js';
+import { roundMs } from '../evidence.js';
 import { dialUdp } from '../net/udp.js';
 import { ATTR, attributeName, getErrorCode, getOtherAddress, getReflexiveAddress, getResponseOrigin, getSoftware } from '../protocol/stun-attributes.js';
 import {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ProbeFailure } from '../failure.js';
-import { dialTcp, formatEndpoint } from '../net/dial.js';
+import { dialTcp } from '../net/dial.js';
+import { formatEndpoint } from '../net/address.js';
 import type { PhaseDefinition } from './types.js';
 
 const params = z.object({ port: z.number().int().min(1).max(65535).optional() }).strict();

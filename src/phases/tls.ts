@@ -9,8 +9,9 @@ import {
 } from 'node:tls';
 import { z } from 'zod';
 import { ProbeFailure, classify } from '../failure.js';
-import { isIpLiteral } from '../engine/guard.js';
-import type { PhaseDefinition, PhaseSettings } from './types.js';
+import { isIpLiteral } from '../net/address.js';
+import type { PhaseDefinition } from './types.js';
+import type { PhaseSettings } from '../types.js';
 
 const params = z
   .object({

@@ -1,8 +1,9 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { z } from 'zod';
 import { ProbeFailure, classify } from '../failure.js';
-import { formatEndpoint } from '../net/dial.js';
-import { roundMs, type StunClient } from '../net/stun-client.js';
+import { formatEndpoint } from '../net/address.js';
+import type { StunClient } from '../net/stun-client.js';
+import { roundMs } from '../evidence.js';
 import { TurnClient } from '../net/turn-client.js';
 import { dialUdp, type DatagramChannel, type DatagramCounts } from '../net/udp.js';
 import {

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { z } from 'zod';
-import type { SafetyGuard } from '../engine/guard.js';
+import type { DestinationGuard } from '../types.js';
 import type { Evidence, Transport } from '../result.js';
 import type { Logger } from '../log.js';
 
@@ -59,7 +59,7 @@ export interface PhaseContext<P = unknown> {
   /** Aborted when the phase's timeout fires or the run is cancelled; phases close their sockets on it. */
   readonly signal: AbortSignal;
   readonly timeoutMs: number;
-  readonly guard: SafetyGuard;
+  readonly guard: DestinationGuard;
   readonly settings: PhaseSettings;
   readonly state: RunState;
   readonly log: Logger;
@@ -100,3 +100,6 @@ export interface PhaseDefinition<S extends z.ZodType = z.ZodType> {
   readonly check?: (params: z.infer<S>, planned: { target: string; timeoutMs: number; settings: PhaseSettings }) => string | null;
   run(ctx: PhaseContext<z.infer<S>>): Promise<void>;
 }
+
+/** Phases by name: the plan, the runner, the verdicts and the metrics look phases up here. */
+export type PhaseRegistry = ReadonlyMap<string, PhaseDefinition>;

@@ -14,6 +14,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { crc32 } from 'node:zlib';
+import { hexPrefix } from '../evidence.js';
 import { malformed } from './errors.js';
 import { ATTR } from './stun-attributes.js';
 
@@ -213,7 +214,7 @@ export function isStunMessage(buf: Uint8Array, opts: { classic?: boolean } = {})
  */
 export function stunMessageLength(buf: Uint8Array): number | undefined {
   if (buf.length < 4) return undefined;
-  if (((buf[0] as number) & 0xc0) !== 0) throw malformed('not a STUN message: first two bits are not 0', { firstBytesHex: hexHead(buf) });
+  if (((buf[0] as number) & 0xc0) !== 0) throw malformed('not a STUN message: first two bits are not 0', { firstBytesHex: hexPrefix(buf) });
   return HEADER_LENGTH + (((buf[2] as number) << 8) | (buf[3] as number));
 }
 
@@ -225,7 +226,7 @@ export function stunMessageLength(buf: Uint8Array): number | undefined {
  */
 export function parseMessage(input: Uint8Array): StunMessage {
   const raw = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
-  const evidence = (): Record<string, unknown> => ({ bytesReceived: raw.length, firstBytesHex: hexHead(raw) });
+  const evidence = (): Record<string, unknown> => ({ bytesReceived: raw.length, firstBytesHex: hexPrefix(raw) });
   if (raw.length < HEADER_LENGTH) throw malformed(`STUN message shorter than its header: ${raw.length} bytes`, evidence());
   const type = raw.readUInt16BE(0);
   if ((type & 0xc000) !== 0) throw malformed('not a STUN message: first two bits are not 0 (RFC 8489 §5)', evidence());
@@ -347,9 +348,4 @@ export function unknownComprehensionRequired(msg: StunMessage, known: ReadonlySe
 
 function hex4(n: number): string {
   return n.toString(16).padStart(4, '0');
-}
-
-/** design.md §4: evidence carries at most the first 64 bytes. */
-export function hexHead(buf: Uint8Array): string {
-  return Buffer.from(buf.buffer, buf.byteOffset, Math.min(buf.byteLength, 64)).toString('hex');
 }

@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import type { FailureCode } from '../failure.js';
 import { malformed } from './errors.js';
 import { PASSWORD_ALGORITHM } from './stun-attributes.js';
-import { HEADER_LENGTH, METHOD_BINDING, hexHead } from './stun.js';
+import { HEADER_LENGTH, METHOD_BINDING } from './stun.js';
+import { hexPrefix } from '../evidence.js';
 
 /** RFC 8656 §17 (STUN Methods registry). */
 export const METHOD = {
@@ -75,7 +76,7 @@ export function encodeChannelData(channel: number, data: Uint8Array, opts: { str
  */
 export function decodeChannelData(input: Uint8Array, opts: { stream?: boolean } = {}): ChannelData {
   const buf = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
-  const evidence = { bytesReceived: buf.length, firstBytesHex: hexHead(buf) };
+  const evidence = { bytesReceived: buf.length, firstBytesHex: hexPrefix(buf) };
   if (buf.length < CHANNEL_HEADER_LENGTH) throw malformed(`ChannelData shorter than its header: ${buf.length} bytes`, evidence);
   const channel = buf.readUInt16BE(0);
   if (!isValidChannel(channel)) throw malformed(`ChannelData channel 0x${channel.toString(16)} outside 0x4000-0x4FFF (RFC 8656 §12)`, evidence);
@@ -112,7 +113,7 @@ export function streamFrameLength(buf: Uint8Array): StreamFrame | undefined {
   const length = ((buf[2] as number) << 8) | (buf[3] as number);
   if (first <= 3) return { kind: 'stun', length: HEADER_LENGTH + length };
   if (first >= 0x40 && first <= 0x4f) return { kind: 'channel-data', length: CHANNEL_HEADER_LENGTH + ((length + 3) & ~3) };
-  throw malformed(`neither STUN nor ChannelData: first byte 0x${first.toString(16)}`, { firstBytesHex: hexHead(buf) });
+  throw malformed(`neither STUN nor ChannelData: first byte 0x${first.toString(16)}`, { firstBytesHex: hexPrefix(buf) });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,27 +10,13 @@
  *   limits: { packetsPerSecond: 200, ... }   # per source address (see below)
  *   metrics: { listen: "127.0.0.1:9467" }    # /metrics and /healthz; listen: "" disables
  */
-import { isIP } from 'node:net';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { loadYaml } from '../config/loader.js';
-import { duration, parseHostPort, size } from '../config/units.js';
-import { mediaKeySchema } from './key.js';
-
-/** IP:PORT with an IP literal (IPv6 in brackets) and an explicit port: no name to resolve. */
-export const ipPortSchema = z.string().superRefine((text, ctx) => {
-  const hp = parseHostPort(text, 0);
-  if (!hp || isIP(hp.host) === 0 || !Number.isInteger(hp.port) || hp.port < 0 || hp.port > 65535 || !/:\d+$/.test(text)) {
-    ctx.addIssue({ code: 'custom', message: 'must be IP:PORT (an IP literal, IPv6 in brackets, and a port)' });
-  }
-});
-
-/**
- * The largest stream test the reflector serves by default, and so the most the `stream` phase
- * asks for: 4 MiB is 200 times the 15-20 KB after which the freezes seen in 2024-2025 stop data,
- * and about 3 s at 10 Mbit/s.
- */
-export const DEFAULT_STREAM_MAX_BYTES = 4 * 1024 * 1024;
+import { mediaKeySchema } from '../config/media-key.js';
+import { ipPortSchema } from '../net/address.js';
+import { DEFAULT_STREAM_MAX_BYTES } from '../protocol/reflector.js';
+import { duration, size } from '../units.js';
 
 /**
  * Defaults sized for a handful of probes behind one address: a probe sends 50 packets/s per

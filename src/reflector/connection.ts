@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { verifyTag } from '../protocol/media-packet.js';
 import type { SourceTable } from './limits.js';
 import type { ReflectorMetrics, ReflectorTransport } from './metrics.js';
-import { FrameReader, MAX_REFLECTOR_FRAME_LENGTH, encodeFrame, verifyStreamRequest, type StreamRefusalReason, type VerifiedStreamRequest } from './protocol.js';
+import { FrameReader, MAX_REFLECTOR_FRAME_LENGTH, encodeFrame, verifyStreamRequest, type StreamRefusalReason, type VerifiedStreamRequest } from '../protocol/reflector.js';
 
 export interface ConnectionContext {
   readonly key: Uint8Array;

@@ -1,5 +1,5 @@
 import { createLogger } from '../log.js';
-import { formatEndpoint } from '../net/dial.js';
+import { formatEndpoint } from '../net/address.js';
 import { loadReflectorConfig } from './config.js';
 import { startReflector } from './server.js';
 

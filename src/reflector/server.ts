@@ -4,12 +4,12 @@ import { readFileSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import { createServer as createTcpServer, isIPv6, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import { parseHostPort } from '../config/units.js';
+import { parseHostPort } from '../net/address.js';
 import type { Logger } from '../log.js';
 import type { ReflectorConfig } from './config.js';
 import { serveConnection } from './connection.js';
 import { datagramHandler } from './datagram.js';
-import { parseMediaKey } from './key.js';
+import { parseMediaKey } from '../config/media-key.js';
 import { ConnectionLimits, SourceTable, sourceKey } from './limits.js';
 import { ReflectorMetrics, metricsServer } from './metrics.js';
 

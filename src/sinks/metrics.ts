@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ProbeSpec } from '../plan.js';
+import type { ProbeSpec } from '../types.js';
 import type { ProbeResult, Verdict } from '../result.js';
 import { VERSION } from '../version.js';
 

@@ -1,4 +1,4 @@
-import type { ProbeSpec } from '../plan.js';
+import type { ProbeSpec } from '../types.js';
 import type { ProbeResult, Verdict } from '../result.js';
 
 export interface HistoryPoint {

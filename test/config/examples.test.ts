@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SafetyGuard } from '../../src/engine/guard.js';
-import { loadPlan } from '../../src/plan.js';
+import { loadPlan } from '../../src/plan/index.js';
 import { loadReflectorConfig } from '../../src/reflector/config.js';
 
 const CONFIG = join(import.meta.dirname, '..', '..', 'config');

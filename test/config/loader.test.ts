@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/loader.js';
 import { PHASES } from '../../src/phases/index.js';
-import { loadPlan } from '../../src/plan.js';
+import { loadPlan } from '../../src/plan/index.js';
 
 const DIR = join(import.meta.dirname, '..', 'fixtures', 'config');
 

@@ -10,7 +10,7 @@ import { inspect } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/loader.js';
 import { configSchema, turnServerAddress } from '../../src/config/schema.js';
-import { buildPlan, loadPlan } from '../../src/plan.js';
+import { buildPlan, loadPlan } from '../../src/plan/index.js';
 import { Metrics } from '../../src/sinks/metrics.js';
 import type { ProbeResult } from '../../src/result.js';
 

@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ProbeFailure } from '../../src/failure.js';
-import { PHASES } from '../../src/phases/index.js';
+import { PHASES, phaseRegistry } from '../../src/phases/index.js';
 import type { PhaseDefinition } from '../../src/phases/types.js';
-import { runOnce, specFor } from '../helpers/spec.js';
+import { runOnce as runWith, specFor as specWith } from '../helpers/spec.js';
 
 /** Test-only phases, registered for this file and removed after it. */
 const order: string[] = [];
@@ -60,13 +60,12 @@ const testPhases: PhaseDefinition[] = [
   },
 ];
 
+/** The shipped phases and this file's own: passed in, so nothing global changes. */
+const registry = phaseRegistry([...PHASES.values(), ...testPhases]);
+const specFor = (opts: Parameters<typeof specWith>[0]) => specWith({ ...opts, registry });
+const runOnce = (spec: Parameters<typeof runWith>[0], opts: Parameters<typeof runWith>[1] = {}) => runWith(spec, { ...opts, registry });
+
 describe('runner', () => {
-  beforeAll(() => {
-    for (const p of testPhases) (PHASES as Map<string, PhaseDefinition>).set(p.name, p);
-  });
-  afterAll(() => {
-    for (const p of testPhases) (PHASES as Map<string, PhaseDefinition>).delete(p.name);
-  });
   const endpoint = { host: '127.0.0.1', port: 9 };
 
   it('turns a programming error into internal_error and keeps the partial evidence', async () => {

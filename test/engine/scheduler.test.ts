@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Scheduler } from '../../src/engine/scheduler.js';
-import type { ProbeSpec } from '../../src/plan.js';
+import type { ProbeSpec } from '../../src/types.js';
 import { specFor } from '../helpers/spec.js';
 
 function spec(target: string, intervalMs: number, control = false): ProbeSpec {

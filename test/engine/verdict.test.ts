@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { RunRecord } from '../../src/engine/runner.js';
+import type { RunRecord } from '../../src/result.js';
 import { ControlBoard } from '../../src/engine/verdict.js';
 import type { PhaseResult } from '../../src/result.js';
 

@@ -1,9 +1,12 @@
 import { SafetyGuard } from '../../src/engine/guard.js';
-import { runSpec, type RunRecord } from '../../src/engine/runner.js';
+import { runSpec } from '../../src/engine/runner.js';
+import type { RunRecord } from '../../src/result.js';
 import { silentLogger } from '../../src/log.js';
 import { PHASES } from '../../src/phases/index.js';
-import type { PhaseSettings, TargetEndpoint } from '../../src/phases/types.js';
-import { completeChain, type ProbeSpec } from '../../src/plan.js';
+import type { PhaseRegistry } from '../../src/phases/types.js';
+import type { PhaseSettings, TargetEndpoint } from '../../src/types.js';
+import { completeChain } from '../../src/plan/index.js';
+import type { ProbeSpec } from '../../src/types.js';
 
 /** Tests only ever reach loopback and the lab range: a mistake fails as policy_denied. */
 export const TEST_ALLOW = ['127.0.0.0/8', '::1/128', '198.18.0.0/15'];
@@ -17,11 +20,14 @@ export function specFor(opts: {
   service?: string;
   target?: string;
   control?: boolean;
+  /** The registered phases to plan with (default: the shipped ones). */
+  registry?: PhaseRegistry;
 }): ProbeSpec {
+  const registry = opts.registry ?? PHASES;
   const timeoutMs = opts.timeoutMs ?? 2000;
   const listed = opts.phases.map((p) => {
     const [name, params] = typeof p === 'string' ? [p, {}] : (Object.entries(p)[0] as [string, unknown]);
-    const def = PHASES.get(name);
+    const def = registry.get(name);
     if (!def) throw new Error(`unknown phase ${name}`);
     return { name, params: def.params.parse(params ?? {}), timeoutMs };
   });
@@ -33,7 +39,7 @@ export function specFor(opts: {
     target,
     control: opts.control ?? false,
     endpoint: opts.endpoint,
-    phases: completeChain(listed, opts.endpoint),
+    phases: completeChain(listed, opts.endpoint, registry),
     intervalMs: 60_000,
     runDeadlineMs: 30_000,
     catalogueFile: '(test)',
@@ -46,11 +52,12 @@ export function settingsFor(over: Partial<PhaseSettings> = {}): PhaseSettings {
 
 export async function runOnce(
   spec: ProbeSpec,
-  opts: { settings?: Partial<PhaseSettings>; allow?: string[]; signal?: AbortSignal } = {},
+  opts: { settings?: Partial<PhaseSettings>; allow?: string[]; signal?: AbortSignal; registry?: PhaseRegistry } = {},
 ): Promise<RunRecord> {
   return runSpec(
     spec,
     {
+      phases: opts.registry ?? PHASES,
       guard: new SafetyGuard({ allow: opts.allow ?? TEST_ALLOW }),
       settings: settingsFor(opts.settings),
       vantage: { name: 'test' },

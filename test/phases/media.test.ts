@@ -5,7 +5,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { duration } from '../../src/config/units.js';
+import { duration } from '../../src/units.js';
 import { silentLogger } from '../../src/log.js';
 import { mediaPhase, mediaTimeoutNeededMs } from '../../src/phases/media.js';
 import { mediaPacketLength, verifyTag } from '../../src/protocol/media-packet.js';

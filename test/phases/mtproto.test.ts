@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
 import { PHASES } from '../../src/phases/index.js';
-import { buildPlan, completeChain, type ProbeSpec } from '../../src/plan.js';
+import { buildPlan, completeChain } from '../../src/plan/index.js';
+import type { ProbeSpec } from '../../src/types.js';
 import type { PhaseResult } from '../../src/result.js';
 import { createLabCa, type LabCa } from '../lab/ca.js';
 import { GARBAGE_PAYLOAD, LAB_PQ, buildResPQ, startTelegramDc, type DcEvent, type DcListener, type RunningDc } from '../lab/servers/telegram-dc.js';
@@ -270,7 +271,7 @@ describe('mtproto params and plan', () => {
 
   it('implies tcp, never tls, under an IP-literal TCP target (DCs do not speak TLS on 443)', () => {
     const listed = [{ name: 'mtproto', params: { transport: 'obfuscated2', dc: 2 }, timeoutMs: 1000 }];
-    expect(completeChain(listed, { host: '149.154.167.51', port: 443 }).map((p) => [p.name, p.implied ?? false])).toEqual([
+    expect(completeChain(listed, { host: '149.154.167.51', port: 443 }, PHASES).map((p) => [p.name, p.implied ?? false])).toEqual([
       ['tcp', true],
       ['mtproto', false],
     ]);
@@ -282,7 +283,7 @@ describe('mtproto params and plan', () => {
       { name: 'mtproto', params: { transport: 'obfuscated2', dc: 2 }, timeoutMs: 1000 },
     ];
     const endpoint = { host: 'venus.web.telegram.org', port: 443, url: 'wss://venus.web.telegram.org/apiws' };
-    expect(completeChain(listed, endpoint).map((p) => p.name)).toEqual(['dns', 'tcp', 'tls', 'websocket', 'mtproto']);
+    expect(completeChain(listed, endpoint, PHASES).map((p) => p.name)).toEqual(['dns', 'tcp', 'tls', 'websocket', 'mtproto']);
   });
 });
 

@@ -8,7 +8,7 @@ import { streamPhase } from '../../src/phases/stream.js';
 import { RESULT_SCHEMA } from '../../src/result.js';
 import { Metrics } from '../../src/sinks/metrics.js';
 import { reflectorConfigSchema } from '../../src/reflector/config.js';
-import { FrameReader, STREAM_PROOF_LENGTH, verifyStreamRequest } from '../../src/reflector/protocol.js';
+import { FrameReader, STREAM_PROOF_LENGTH, verifyStreamRequest } from '../../src/protocol/reflector.js';
 import { startReflector, type Reflector } from '../../src/reflector/server.js';
 import { createLabCa, type LabCa } from '../lab/ca.js';
 import { listenTracked, type Running } from '../helpers/servers.js';

@@ -11,7 +11,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { duration } from '../../src/config/units.js';
+import { duration } from '../../src/units.js';
 import { retransmissionSchedule } from '../../src/net/stun-client.js';
 import { stunPhase } from '../../src/phases/stun.js';
 import * as A from '../../src/protocol/stun-attributes.js';

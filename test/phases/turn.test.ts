@@ -13,11 +13,11 @@ import { StunClient } from '../../src/net/stun-client.js';
 import { TurnClient } from '../../src/net/turn-client.js';
 import { dialUdp } from '../../src/net/udp.js';
 import { SafetyGuard } from '../../src/engine/guard.js';
-import type { TurnCredential } from '../../src/phases/types.js';
+import type { TurnCredential } from '../../src/types.js';
 import * as A from '../../src/protocol/stun-attributes.js';
 import { buildMessage, parseMessage, verifyIntegrity, type StunMessage } from '../../src/protocol/stun.js';
 import { METHOD, longTermKey } from '../../src/protocol/turn.js';
-import type { RunRecord } from '../../src/engine/runner.js';
+import type { RunRecord } from '../../src/result.js';
 import { TURN_PASSWORD, TURN_REALM, TURN_USER, coturnInstalled, startLoopbackCoturn, type Coturn } from '../lab/coturn.js';
 import { TEST_ALLOW, runOnce, specFor } from '../helpers/spec.js';
 

@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { whatsappPhase } from '../../src/phases/whatsapp.js';
-import { loadPlan } from '../../src/plan.js';
+import { loadPlan } from '../../src/plan/index.js';
 import { WA_ROOT_PUBLIC_KEY } from '../../src/protocol/wacert.js';
 import {
   startWhatsAppServer,

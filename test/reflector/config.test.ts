@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/loader.js';
-import { loadPlan } from '../../src/plan.js';
+import { loadPlan } from '../../src/plan/index.js';
 import { loadReflectorConfig } from '../../src/reflector/config.js';
-import { parseMediaKey } from '../../src/reflector/key.js';
+import { parseMediaKey } from '../../src/config/media-key.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'callprobe-reflector-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

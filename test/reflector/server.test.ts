@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger, type Logger } from '../../src/log.js';
 import { MEDIA_SHAPES, cryptoRng, encodeMediaPacket } from '../../src/protocol/media-packet.js';
 import { reflectorConfigSchema } from '../../src/reflector/config.js';
-import { MAX_REFLECTOR_FRAME_LENGTH, STREAM_PROOF_LENGTH, encodeFrame, encodeStreamRequest, refusalReason } from '../../src/reflector/protocol.js';
+import { MAX_REFLECTOR_FRAME_LENGTH, STREAM_PROOF_LENGTH, encodeFrame, encodeStreamRequest, refusalReason } from '../../src/protocol/reflector.js';
 import { ReflectorMetrics } from '../../src/reflector/metrics.js';
 import { containErrors, startReflector, type Reflector } from '../../src/reflector/server.js';
 import { createLabCa, type LabCa } from '../lab/ca.js';

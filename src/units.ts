@@ -1,3 +1,7 @@
+/**
+ * Durations and sizes as people write them in YAML ("10s", "16MiB"), parsed to milliseconds and
+ * bytes: shared by the volunteer's config, the reflector's config and phase parameters.
+ */
 import { z } from 'zod';
 
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
@@ -39,17 +43,3 @@ export const size = z
     }
     return Math.round(Number(m[1]) * SIZE_BYTES[m[2] ?? 'B']!);
   });
-
-/** host:port with an IPv4 literal, a bracketed IPv6 literal or a name. */
-export function parseHostPort(text: string, defaultPort: number): { host: string; port: number } | null {
-  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
-  if (v6) return { host: v6[1]!, port: v6[2] ? Number(v6[2]) : defaultPort };
-  const colon = text.lastIndexOf(':');
-  if (colon !== -1 && text.indexOf(':') === colon) {
-    const port = Number(text.slice(colon + 1));
-    if (!Number.isInteger(port) || port < 0 || port > 65535) return null;
-    return { host: text.slice(0, colon), port };
-  }
-  if (text.includes(':')) return { host: text, port: defaultPort }; // a bare IPv6 literal
-  return text.length > 0 ? { host: text, port: defaultPort } : null;
-}

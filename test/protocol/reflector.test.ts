@@ -10,7 +10,7 @@ import {
   encodeStreamRequest,
   refusalReason,
   verifyStreamRequest,
-} from '../../src/reflector/protocol.js';
+} from '../../src/protocol/reflector.js';
 
 const KEY = Buffer.alloc(32, 0x5a);
 const OTHER = Buffer.alloc(32, 0xa5);

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { configSchema } from '../src/config/schema.js';
-import { buildPlan, completeChain, loadPlan } from '../src/plan.js';
-import { PHASES } from '../src/phases/index.js';
+import { configSchema } from '../../src/config/schema.js';
+import { buildPlan, completeChain, loadPlan } from '../../src/plan/index.js';
+import { PHASES } from '../../src/phases/index.js';
 
 describe('the embedded plan (computed only: real addresses are never contacted in tests)', () => {
   const plan = loadPlan(null);
@@ -31,7 +31,7 @@ describe('the embedded plan (computed only: real addresses are never contacted i
     expect(plan.specs.every((s) => s.runDeadlineMs === 120_000)).toBe(true);
   });
   it('the example config is valid and means the defaults', () => {
-    const example = loadPlan(join(import.meta.dirname, '..', 'config', 'callprobe.example.yaml'));
+    const example = loadPlan(join(import.meta.dirname, '..', '..', 'config', 'callprobe.example.yaml'));
     expect(example.config.schedule).toEqual(plan.config.schedule);
     expect(example.specs.length).toBe(plan.specs.length);
   });
@@ -54,15 +54,15 @@ describe('plan options', () => {
 describe('completeChain', () => {
   const p = (name: string) => ({ name, params: PHASES.get(name)!.params.parse({}), timeoutMs: 1000 });
   it('adds dns for a hostname and tcp before tls', () => {
-    const chain = completeChain([p('tls')], { host: 'example.test', port: 443 });
+    const chain = completeChain([p('tls')], { host: 'example.test', port: 443 }, PHASES);
     expect(chain.map((x) => x.name)).toEqual(['dns', 'tcp', 'tls']);
   });
   it('adds no dns for an IP literal', () => {
-    const chain = completeChain([p('tcp')], { host: '198.18.2.2', port: 443 });
+    const chain = completeChain([p('tcp')], { host: '198.18.2.2', port: 443 }, PHASES);
     expect(chain.map((x) => x.name)).toEqual(['tcp']);
   });
   it('adds tls under a wss:// websocket but not under ws://', () => {
-    expect(completeChain([p('websocket')], { host: '198.18.2.2', port: 443, url: 'wss://198.18.2.2/x' }).map((x) => x.name)).toEqual(['tcp', 'tls', 'websocket']);
-    expect(completeChain([p('websocket')], { host: '198.18.2.2', port: 80, url: 'ws://198.18.2.2/x' }).map((x) => x.name)).toEqual(['tcp', 'websocket']);
+    expect(completeChain([p('websocket')], { host: '198.18.2.2', port: 443, url: 'wss://198.18.2.2/x' }, PHASES).map((x) => x.name)).toEqual(['tcp', 'tls', 'websocket']);
+    expect(completeChain([p('websocket')], { host: '198.18.2.2', port: 80, url: 'ws://198.18.2.2/x' }, PHASES).map((x) => x.name)).toEqual(['tcp', 'websocket']);
   });
 });

@@ -1,8 +1,8 @@
 /**
  * What the reflector speaks besides the media packets of src/protocol/media-packet.ts: the
  * framing of media packets over TCP and TLS, and the authenticated request for the TCP stream
- * test ("send me N bytes"). Pure: bytes in, values out; shared by the reflector and the `stream`
- * phase.
+ * test ("send me N bytes"). Pure: bytes in, values out; shared by the reflector (src/reflector/) and
+ * the `stream` phase.
  *
  * ## Framing over TCP/TLS (RFC 4571 §2)
  * Each packet is preceded by a 16-bit big-endian length, as RTP over connection-oriented
@@ -44,7 +44,7 @@
  * reflector closes the connection rather than buffer up to 64 KiB for it.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { MAX_MEDIA_PACKET_LENGTH } from '../protocol/media-packet.js';
+import { MAX_MEDIA_PACKET_LENGTH } from './media-packet.js';
 
 /** RFC 4571 §2: a 16-bit length field. */
 export const FRAME_HEADER_LENGTH = 2;
@@ -124,6 +124,12 @@ export const STREAM_REQUEST_LENGTH = NONCE_LENGTH + FIELDS_LENGTH + TAG_LENGTH;
 export const STREAM_PROOF_LENGTH = 16;
 /** u32: the largest request the format can carry; the reflector's config caps it far lower. */
 export const MAX_STREAM_BYTES = 0xffffffff;
+/**
+ * The largest stream test a reflector serves by default (its `limits.streamMaxBytes`), and so the
+ * most the `stream` phase asks for: 4 MiB is 200 times the 15-20 KB after which the freezes seen
+ * in 2024-2025 stop data, and about 3 s at 10 Mbit/s.
+ */
+export const DEFAULT_STREAM_MAX_BYTES = 4 * 1024 * 1024;
 const REQUEST_LABEL = Buffer.from('callprobe stream v1');
 const MASK_LABEL = Buffer.from('callprobe stream mask v1');
 const REPLY_LABEL = Buffer.from('callprobe stream reply v1');
