@@ -43,7 +43,7 @@ function startupStep<T>(what: string, step: () => T): T {
 export async function startDaemon(configFile: string | null, log: Logger): Promise<Daemon> {
   let plan = loadPlan(configFile);
   const startedAt = new Date().toISOString();
-  const metrics = new Metrics(plan.config.vantage.name);
+  const metrics = new Metrics(plan.config.vantage.name, plan.phases);
   const status = new StatusBoard();
   const dataDir = plan.config.dataDir ?? defaultDataDir();
   const recordsDir = join(dataDir, 'records');

@@ -52,11 +52,6 @@ export const FAILURE_CODES = [
 
 export type FailureCode = (typeof FAILURE_CODES)[number];
 
-const codeSet: ReadonlySet<string> = new Set(FAILURE_CODES);
-export function isFailureCode(value: string): value is FailureCode {
-  return codeSet.has(value);
-}
-
 /**
  * An error that already knows its failure code. Phases and protocol codecs throw it for what
  * they observe themselves (a malformed answer, a wrong nonce, a policy denial); `classify`
@@ -65,13 +60,22 @@ export function isFailureCode(value: string): value is FailureCode {
 export class ProbeFailure extends Error {
   readonly code: FailureCode;
   readonly evidence: Record<string, unknown>;
-  constructor(code: FailureCode, message: string, evidence: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+  /** The operation that failed, when a socket helper classified a system error (OONI's failed_operation). */
+  readonly operation: Operation | undefined;
+  constructor(code: FailureCode, message: string, evidence: Record<string, unknown> = {}, options?: { cause?: unknown; operation?: Operation }) {
     super(message, options);
     this.name = 'ProbeFailure';
     this.code = code;
     this.evidence = evidence;
+    this.operation = options?.operation;
   }
 }
+
+/**
+ * What a socket was doing when it failed, as OONI's netxlite names its operations: the
+ * classifier is chosen by it, so a TLS handshake's peculiarities never colour a plain read.
+ */
+export type Operation = 'dns' | 'connect' | 'tls' | 'read' | 'write';
 
 /** Node/libuv/c-ares error codes, as `err.code`, to taxonomy codes. */
 const SYSTEM_CODES: Readonly<Record<string, FailureCode>> = {
@@ -125,39 +129,78 @@ export interface Classified {
 }
 
 /**
- * The one place that maps an error to a failure code. Anything unmapped is `unknown_failure`
- * with the raw text kept, so nothing is silently lost (each one seen is a mapping to add).
+ * The one place that maps an error to a failure code, by the operation that failed (OONI's
+ * netxlite classify.go picks its classifier the same way). Anything unmapped is
+ * `unknown_failure` with the raw text kept, so nothing is silently lost (each one seen is a
+ * mapping to add).
  */
-export function classify(err: unknown): Classified {
+export function classify(err: unknown, operation?: Operation): Classified {
   if (err instanceof ProbeFailure) {
-    return { code: err.code, error: err.message, evidence: err.evidence };
+    // A system error a socket helper wrapped keeps its raw code (ECONNRESET) as the error text.
+    const raw = err.operation && typeof err.evidence.error === 'string' ? err.evidence.error : err.message;
+    return { code: err.code, error: raw, evidence: err.evidence };
   }
   if (isAbort(err)) {
     return { code: 'interrupted', error: 'aborted', evidence: {} };
   }
-  const e = err as { code?: unknown; message?: unknown } | null | undefined;
+  const e = err as { code?: unknown; message?: unknown; syscall?: unknown } | null | undefined;
   const sysCode = typeof e?.code === 'string' ? e.code : undefined;
   const message = typeof e?.message === 'string' ? e.message : String(err);
+  if (operation === 'tls') {
+    const tls = classifyTlsHandshake(sysCode, message, e?.syscall);
+    if (tls) return { ...tls, evidence: {} };
+  }
   if (sysCode !== undefined) {
-    // Node reports a FIN during a TLS handshake as ECONNRESET with this text (no syscall): it is an
-    // orderly close, which the taxonomy keeps apart from an RST ("read ECONNRESET").
-    if (sysCode === 'ECONNRESET' && /disconnected before secure TLS/i.test(message)) {
-      return { code: 'eof_error', error: 'EOF during TLS handshake', evidence: {} };
-    }
     const mapped = SYSTEM_CODES[sysCode];
     if (mapped) return { code: mapped, error: sysCode, evidence: {} };
-    // The ws library's codes for frames a WebSocket peer must not send (bad opcode, RSV bits, too large).
-    if (sysCode.startsWith('WS_ERR_')) return { code: 'proto_malformed', error: sysCode, evidence: {} };
+    if (isPeerFrameCode(sysCode)) return { code: 'proto_malformed', error: sysCode, evidence: {} };
     if (sysCode.startsWith('ERR_SSL_') || sysCode.startsWith('ERR_TLS_')) {
       return { code: 'ssl_failed_handshake', error: sysCode, evidence: {} };
     }
     return { code: 'unknown_failure', error: `${sysCode}: ${message}`, evidence: {} };
   }
-  // A TLS alert from the peer carries no err.code in some Node versions, only the OpenSSL text.
-  if (/alert|handshake failure|wrong version number/i.test(message)) {
-    return { code: 'ssl_failed_handshake', error: message, evidence: {} };
-  }
   return { code: 'unknown_failure', error: message, evidence: {} };
+}
+
+/** What only a TLS handshake reports this way; null to fall through to the generic table. */
+function classifyTlsHandshake(sysCode: string | undefined, message: string, syscall: unknown): Omit<Classified, 'evidence'> | null {
+  // Node reports a FIN during a TLS handshake as ECONNRESET with this text and no syscall: it is an
+  // orderly close, which the taxonomy keeps apart from an RST ("read ECONNRESET", syscall "read").
+  if (sysCode === 'ECONNRESET' && syscall === undefined && /disconnected before secure TLS/i.test(message)) {
+    return { code: 'eof_error', error: 'EOF during TLS handshake' };
+  }
+  // A TLS alert from the peer carries no err.code in some Node versions, only the OpenSSL text.
+  if (sysCode === undefined && /alert|handshake failure|wrong version number/i.test(message)) {
+    return { code: 'ssl_failed_handshake', error: message };
+  }
+  return null;
+}
+
+/**
+ * A system error from a socket helper as a classified failure carrying the operation, the raw
+ * error (as `error` in evidence) and the original as its cause. Our own failures, aborts and
+ * programming errors pass through untouched (the runner tells those apart).
+ */
+export function failureOf(err: unknown, operation: Operation): unknown {
+  if (err instanceof ProbeFailure || isAbort(err) || isProgrammingError(err)) return err;
+  const c = classify(err, operation);
+  const message = typeof (err as { message?: unknown })?.message === 'string' ? (err as Error).message : String(err);
+  return new ProbeFailure(c.code, message, { ...c.evidence, error: c.error }, { cause: err, operation });
+}
+
+/**
+ * The ws library's codes for frames a WebSocket peer must not send (a bad opcode, RSV bits, too
+ * large): the peer's fault, although ws raises them as RangeErrors.
+ */
+function isPeerFrameCode(code: string): boolean {
+  return code.startsWith('WS_ERR_');
+}
+
+/** A bug of ours (or a codec that let hostile bytes through), not something the network did. */
+export function isProgrammingError(err: unknown): err is Error {
+  if (!(err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError || err instanceof SyntaxError)) return false;
+  const code = (err as { code?: unknown }).code;
+  return !(typeof code === 'string' && isPeerFrameCode(code));
 }
 
 function isAbort(err: unknown): boolean {

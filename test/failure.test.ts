@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FAILURE_CODES, ProbeFailure, classify } from '../src/failure.js';
+import { FAILURE_CODES, ProbeFailure, classify, failureOf, isProgrammingError } from '../src/failure.js';
 
 function sysErr(code: string, message = code): NodeJS.ErrnoException {
   return Object.assign(new Error(message), { code });
@@ -29,8 +29,38 @@ describe('classify', () => {
 
   it('tells a FIN during the TLS handshake (eof_error) from a real reset', () => {
     const fin = sysErr('ECONNRESET', 'Client network socket disconnected before secure TLS connection was established');
-    expect(classify(fin).code).toBe('eof_error');
-    expect(classify(sysErr('ECONNRESET', 'read ECONNRESET')).code).toBe('connection_reset');
+    expect(classify(fin, 'tls').code).toBe('eof_error');
+    expect(classify(sysErr('ECONNRESET', 'read ECONNRESET'), 'tls').code).toBe('connection_reset');
+  });
+
+  it('applies the TLS handshake rules only to the TLS handshake (the classifier goes by operation)', () => {
+    const fin = sysErr('ECONNRESET', 'Client network socket disconnected before secure TLS connection was established');
+    expect(classify(fin, 'read').code).toBe('connection_reset');
+    // An RST read during the handshake carries a syscall: it stays a reset.
+    expect(classify(Object.assign(fin, { syscall: 'read' }), 'tls').code).toBe('connection_reset');
+    expect(classify(new Error('sslv3 alert handshake failure'), 'tls')).toEqual({ code: 'ssl_failed_handshake', error: 'sslv3 alert handshake failure', evidence: {} });
+    expect(classify(new Error('sslv3 alert handshake failure'), 'read').code).toBe('unknown_failure');
+  });
+
+  it('maps a WebSocket peer\'s invalid frame (a RangeError with a WS_ERR_ code) to proto_malformed', () => {
+    const frame = Object.assign(new RangeError('Invalid WebSocket frame: invalid opcode 5'), { code: 'WS_ERR_INVALID_OPCODE' });
+    expect(classify(frame, 'read')).toEqual({ code: 'proto_malformed', error: 'WS_ERR_INVALID_OPCODE', evidence: {} });
+    expect(isProgrammingError(frame)).toBe(false);
+    expect(isProgrammingError(new TypeError('x is undefined'))).toBe(true);
+  });
+
+  it('wraps a system error with its operation and raw code; our own failures pass through', () => {
+    const wrapped = failureOf(sysErr('ECONNREFUSED', 'connect ECONNREFUSED 127.0.0.1:9'), 'connect') as ProbeFailure;
+    expect(wrapped).toBeInstanceOf(ProbeFailure);
+    expect({ code: wrapped.code, operation: wrapped.operation, evidence: wrapped.evidence }).toEqual({
+      code: 'connection_refused',
+      operation: 'connect',
+      evidence: { error: 'ECONNREFUSED' },
+    });
+    const own = new ProbeFailure('proto_mismatch', 'not ours');
+    expect(failureOf(own, 'read')).toBe(own);
+    const bug = new TypeError('bug');
+    expect(failureOf(bug, 'read')).toBe(bug);
   });
 
   it('passes a ProbeFailure through with its evidence', () => {

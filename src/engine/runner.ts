@@ -1,14 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
-import { ProbeFailure, classify, type FailureCode } from '../failure.js';
+import { roundMs } from '../evidence.js';
+import { ProbeFailure, classify, isProgrammingError, type FailureCode } from '../failure.js';
 import type { Logger } from '../log.js';
 import { formatEndpoint } from '../net/address.js';
-import type { PhaseContext, PhaseRegistry, RunState } from '../phases/types.js';
-import type { PhaseSettings } from '../types.js';
-import type { PlannedPhase, ProbeSpec } from '../types.js';
-import { RESULT_SCHEMA, type PhaseResult, type ProbeResult, type RunRecord } from '../result.js';
+import type { Connection } from '../net/connection.js';
+import { PhaseTrace, TRACE_CHANNELS } from '../net/trace.js';
+import type { PhaseContext, PhaseDefinition, PhaseInput, PhaseOutput, PhaseRegistry } from '../phases/types.js';
+import { plannedContext } from '../plan/specs.js';
+import { RESULT_SCHEMA, type Evidence, type PhaseResult, type ProbeResult, type RunRecord } from '../result.js';
 import { VERSION } from '../version.js';
-import type { DestinationGuard } from '../types.js';
+import type { DestinationGuard, PhaseSettings, PlannedPhase, ProbeSpec } from '../types.js';
 
 export interface RunnerDeps {
   /** The phases the spec names, by name. */
@@ -19,11 +21,20 @@ export interface RunnerDeps {
   log: Logger;
 }
 
+/** What flows from one phase to the next, kept by the runner: each phase gets only the typed input it needs. */
+interface RunState {
+  addresses?: readonly string[];
+  connection?: Connection;
+  /** Closed when the run ends, whatever happened. */
+  readonly cleanups: Array<() => void>;
+}
+
 /**
- * Runs a spec's phases in order, each with its own timeout and AbortSignal; a phase's output feeds
- * the next through `RunState`. The first failure ends the run and later phases are recorded as
- * `skipped`, so the planned path stays visible. `signal` cancels the whole run (deadline, shutdown):
- * the phase then running fails with `interrupted`.
+ * Runs a spec's phases in order, each with its own timeout and AbortSignal; a phase's output
+ * (addresses, a connection) becomes the typed input of the phases after it. The first failure
+ * ends the run and later phases are recorded as `skipped`, so the planned path stays visible.
+ * `signal` cancels the whole run (deadline, shutdown): the phase then running fails with
+ * `interrupted`.
  */
 export async function runSpec(spec: ProbeSpec, deps: RunnerDeps, signal: AbortSignal): Promise<RunRecord> {
   const startedAt = new Date().toISOString();
@@ -34,12 +45,12 @@ export async function runSpec(spec: ProbeSpec, deps: RunnerDeps, signal: AbortSi
   let failure: FailureCode | null = null;
   let failedPhase: string | null = null;
   try {
-    for (const planned of spec.phases) {
+    for (const [index, planned] of spec.phases.entries()) {
       if (failure !== null) {
         phases.push(skippedPhase(planned, spec));
         continue;
       }
-      const result = await runPhase(spec, planned, deps, state, signal, t0);
+      const result = await runPhase(spec, index, deps, state, signal, t0);
       phases.push(result);
       if (!result.ok) {
         failure = result.failure;
@@ -63,7 +74,7 @@ export async function runSpec(spec: ProbeSpec, deps: RunnerDeps, signal: AbortSi
     service: spec.service,
     target: spec.target,
     startedAt,
-    durationMs: round(performance.now() - t0),
+    durationMs: roundMs(performance.now() - t0),
     phases,
     failure,
     failedPhase,
@@ -72,12 +83,13 @@ export async function runSpec(spec: ProbeSpec, deps: RunnerDeps, signal: AbortSi
 
 async function runPhase(
   spec: ProbeSpec,
-  planned: PlannedPhase,
+  index: number,
   deps: RunnerDeps,
   state: RunState,
   runSignal: AbortSignal,
   t0: number,
 ): Promise<PhaseResult> {
+  const planned = spec.phases[index]!;
   const definition = deps.phases.get(planned.name);
   const controller = new AbortController();
   const onRunAbort = (): void => controller.abort(interruptedBy(runSignal.reason));
@@ -92,6 +104,8 @@ async function runPhase(
       ),
     planned.timeoutMs,
   );
+  const evidence: Evidence = {};
+  const trace = new PhaseTrace(evidence, { probe: spec.id, phase: planned.name });
   const ctx: PhaseContext = {
     service: spec.service,
     target: spec.target,
@@ -101,24 +115,30 @@ async function runPhase(
     timeoutMs: planned.timeoutMs,
     guard: deps.guard,
     settings: deps.settings,
-    state,
     log: deps.log.child({ probe: spec.id, phase: planned.name }),
-    evidence: {},
+    evidence,
+    trace,
     endpointUsed: defaultEndpoint(spec),
+    atRunEnd: (cleanup) => state.cleanups.push(cleanup),
   };
+  if (TRACE_CHANNELS.phaseStart.hasSubscribers) TRACE_CHANNELS.phaseStart.publish({ probe: spec.id, phase: planned.name, endpoint: ctx.endpointUsed });
   const started = performance.now();
   let ended = started;
   let failure: FailureCode | null = null;
-  let running: Promise<void> | undefined;
+  let running: Promise<PhaseOutput> | undefined;
   try {
     if (!definition) throw new ProbeFailure('internal_error', `unknown phase ${planned.name}`);
-    running = definition.run(ctx);
-    await Promise.race([running, rejectOnAbort(controller.signal)]);
+    // The plan ran this check already; a spec made some other way gets it here, before anything is sent.
+    const problem = definition.check?.(planned.params, plannedContext(spec, index, deps.settings)) ?? null;
+    if (problem !== null) throw new ProbeFailure('internal_error', `${planned.name}: ${problem}`, { timeoutMs: planned.timeoutMs });
+    running = definition.run(ctx, inputFor(definition, planned, state, deps));
+    const output = await Promise.race([running, rejectOnAbort(controller.signal)]);
     ended = performance.now();
+    if (output && 'addresses' in output) state.addresses = output.addresses;
+    if (output && 'connection' in output) state.connection = output.connection;
   } catch (err) {
     ended = performance.now();
-    const c = classifyPhaseError(err, ctx, deps, spec);
-    failure = c;
+    failure = classifyPhaseError(err, ctx, deps, spec);
   } finally {
     clearTimeout(timer);
     runSignal.removeEventListener('abort', onRunAbort);
@@ -128,17 +148,41 @@ async function runPhase(
   // A phase told to stop may still owe the server a goodbye (TURN's Refresh with lifetime 0):
   // give it a bounded moment before the run's cleanups close the sockets under it.
   if (failure !== null && running) await settleWithin(running, PHASE_SETTLE_MS);
+  trace.settle();
+  const durationMs = roundMs(ended - started);
+  if (TRACE_CHANNELS.phaseEnd.hasSubscribers) {
+    TRACE_CHANNELS.phaseEnd.publish({ probe: spec.id, phase: planned.name, ok: failure === null, failure, durationMs });
+  }
   return {
     phase: planned.name,
     endpoint: ctx.endpointUsed,
     ...(ctx.transport ? { transport: ctx.transport } : {}),
-    startedAt: round(started - t0),
-    durationMs: round(ended - started),
+    startedAt: roundMs(started - t0),
+    durationMs,
     ok: failure === null,
     failure,
     // A snapshot: a phase still finishing in the background cannot change a returned result.
-    evidence: { ...ctx.evidence },
+    evidence: { ...evidence },
   };
+}
+
+/**
+ * The typed input a phase stands on, built once here: the plan put the phases that produce it
+ * before this one, so a missing input is a bug of ours (`internal_error`), never the network's.
+ * A connection's destination passes the guard again: every send passes it, literally.
+ */
+function inputFor(definition: PhaseDefinition, planned: PlannedPhase, state: RunState, deps: RunnerDeps): PhaseInput {
+  const needs = definition.needsFor?.(planned.params) ?? definition.needs;
+  if (needs === 'nothing') return { kind: 'nothing' };
+  if (needs === 'addresses') {
+    const [first, ...rest] = state.addresses ?? [];
+    if (first === undefined) throw new ProbeFailure('internal_error', `${planned.name} needs addresses and no phase before it found any`);
+    return { kind: 'addresses', addresses: [first, ...rest] };
+  }
+  const connection = state.connection;
+  if (!connection) throw new ProbeFailure('internal_error', `${planned.name} needs an open connection and no phase before it opened one`);
+  deps.guard.assert(connection.remote.address);
+  return { kind: 'connection', connection };
 }
 
 /** How long a cancelled phase may take to release what it holds (TURN's default releaseWaitMs is 2 s). */
@@ -162,9 +206,7 @@ function settleWithin(promise: Promise<unknown>, ms: number): Promise<void> {
 
 function classifyPhaseError(err: unknown, ctx: PhaseContext, deps: RunnerDeps, spec: ProbeSpec): FailureCode {
   // A programming error (or a codec that let hostile bytes through) is our bug, not the network's.
-  // The ws library reports a peer's invalid frames as RangeErrors with a WS_ERR_ code: those are the peer's.
-  const peerFrameError = typeof (err as { code?: unknown })?.code === 'string' && (err as { code: string }).code.startsWith('WS_ERR_');
-  if (!peerFrameError && (err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError || err instanceof SyntaxError)) {
+  if (isProgrammingError(err)) {
     deps.log.error({ err, probe: spec.id, phase: ctx.endpointUsed }, 'internal error in phase');
     ctx.evidence.error = `${err.name}: ${err.message}`;
     return 'internal_error';
@@ -173,6 +215,7 @@ function classifyPhaseError(err: unknown, ctx: PhaseContext, deps: RunnerDeps, s
   ctx.evidence.error = c.error;
   // What the failure itself carries (a raw TLS code, a denied address) is more precise.
   Object.assign(ctx.evidence, c.evidence);
+  if (err instanceof ProbeFailure && err.operation) ctx.evidence.failedOperation = err.operation;
   if (c.code === 'unknown_failure') deps.log.warn({ err, probe: spec.id }, 'unmapped failure: add it to failure.ts');
   return c.code;
 }
@@ -204,9 +247,4 @@ function skippedPhase(planned: PlannedPhase, spec: ProbeSpec): PhaseResult {
 
 function defaultEndpoint(spec: ProbeSpec): string {
   return spec.endpoint.url ?? formatEndpoint(spec.endpoint.host, spec.endpoint.port);
-}
-
-/** Milliseconds with microsecond precision. */
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
 }

@@ -390,7 +390,6 @@ export function detectThrottle(stats: StreamStats, opts: ThrottleOptions = {}): 
   const steady = bins.slice(1, -1).filter((b) => b.startMs + binMs <= lastArrival);
   if (steady.length < o.minBins) return null;
   const sentPackets = steady.reduce((n, b) => n + b.sentPackets, 0);
-  const gotPackets = steady.reduce((n, b) => n + b.receivedPackets, 0);
   const sentBytes = steady.reduce((n, b) => n + b.sentBytes, 0);
   const gotBytes = steady.reduce((n, b) => n + b.receivedBytes, 0);
   if (sentPackets === 0 || sentBytes === 0) return null;

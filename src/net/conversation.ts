@@ -1,15 +1,15 @@
-import type { Socket } from 'node:net';
-import type { WebSocket, RawData } from 'ws';
-import { ProbeFailure } from '../failure.js';
-import type { Evidence } from '../result.js';
-import { hexPrefix } from '../evidence.js';
+import type { RawData } from 'ws';
+import { ProbeFailure, failureOf } from '../failure.js';
+import type { Connection } from './connection.js';
+import type { PhaseTrace, TrafficCounter } from './trace.js';
 
 /**
- * A request/response exchange over whatever the earlier phases opened: a TCP or TLS socket, or a
- * WebSocket (each binary message is a chunk of one byte stream). It is the one place where a
- * protocol phase's evidence is collected: bytes each way, the first bytes received, the time to
- * the first byte, and how the stream ended (FIN -> eof_error, RST -> connection_reset, a
- * WebSocket close -> eof_error with its code and reason).
+ * A request/response exchange over the connection the earlier phases opened: its TCP or TLS byte
+ * stream, or its WebSocket (each binary message is a chunk of one byte stream). The counter
+ * records bytes each way, the first bytes received and the time to the first byte; how the
+ * stream ended becomes the failure: FIN -> `eof_error`, RST -> `connection_reset` (also under a
+ * WebSocket, whose library reports a reset as a plain close), a WebSocket close -> `eof_error`
+ * with its code and reason, a peer's invalid WebSocket frame -> `proto_malformed`.
  */
 export interface Conversation {
   readonly transport: 'stream' | 'websocket';
@@ -18,33 +18,31 @@ export interface Conversation {
   receive(): Promise<Buffer>;
 }
 
-export function openConversation(
-  target: { socket?: Socket; ws?: WebSocket; tcp?: Socket },
-  signal: AbortSignal,
-  evidence: Evidence,
-): Conversation {
-  const started = performance.now();
+/**
+ * Chunks kept for a reader that is not reading: past this the source is paused (TCP flow control
+ * then holds the peer back), so a peer flooding us costs a bounded amount of memory.
+ */
+const MAX_QUEUED_BYTES = 1024 * 1024;
+
+export function openConversation(connection: Connection, signal: AbortSignal, counter: TrafficCounter, trace?: PhaseTrace): Conversation {
   const chunks: Buffer[] = [];
-  let ended: ProbeFailure | Error | null = null;
+  let queued = 0;
+  let ended: unknown = null;
   let waiter: { resolve: (b: Buffer) => void; reject: (e: unknown) => void } | null = null;
-  let firstBytes = Buffer.alloc(0);
-  evidence.bytesSent = 0;
-  evidence.bytesReceived = 0;
+  const { ws, stream, tcp } = connection;
 
   const deliver = (chunk: Buffer): void => {
-    if (evidence.bytesReceived === 0) evidence.timeToFirstByteMs = Math.round((performance.now() - started) * 1000) / 1000;
-    evidence.bytesReceived = (evidence.bytesReceived ?? 0) + chunk.length;
-    if (firstBytes.length < 64) {
-      firstBytes = Buffer.concat([firstBytes, chunk.subarray(0, 64 - firstBytes.length)]);
-      evidence.firstBytesHex = hexPrefix(firstBytes);
-    }
+    counter.received(chunk);
     if (waiter) {
       const w = waiter;
       waiter = null;
-      w.resolve(chunk);
-    } else chunks.push(chunk);
+      return w.resolve(chunk);
+    }
+    chunks.push(chunk);
+    queued += chunk.length;
+    if (queued > MAX_QUEUED_BYTES) (ws ?? stream).pause();
   };
-  const fail = (err: ProbeFailure | Error): void => {
+  const fail = (err: unknown): void => {
     ended ??= err;
     if (waiter) {
       const w = waiter;
@@ -54,76 +52,71 @@ export function openConversation(
   };
   /** Listeners to take off when the phase ends, so a later phase on the same connection starts clean. */
   const detach: Array<() => void> = [];
-  const listen = <T extends Socket | WebSocket>(emitter: T, event: string, fn: (...args: never[]) => void): void => {
-    (emitter as unknown as NodeJS.EventEmitter).on(event, fn as (...args: unknown[]) => void);
-    detach.push(() => (emitter as unknown as NodeJS.EventEmitter).off(event, fn as (...args: unknown[]) => void));
+  const listen = (emitter: NodeJS.EventEmitter, event: string, fn: (...args: never[]) => void): void => {
+    emitter.on(event, fn as (...args: unknown[]) => void);
+    detach.push(() => emitter.off(event, fn as (...args: unknown[]) => void));
   };
   const onAbort = (): void => {
-    fail(signal.reason as Error);
+    fail(signal.reason);
     for (const off of detach.splice(0)) off();
     chunks.length = 0;
+    queued = 0;
     // Bytes that arrive between phases wait in the socket for the next phase's conversation.
-    target.socket?.pause();
+    stream.pause();
   };
   signal.addEventListener('abort', onAbort, { once: true });
 
   let send: (bytes: Uint8Array) => void;
-  let transport: Conversation['transport'];
-  if (target.ws) {
-    const ws = target.ws;
-    transport = 'websocket';
+  if (ws) {
     // ws turns a reset of its socket into a plain close 1006: watch the TCP socket underneath so an
     // injected RST is reported as connection_reset, not as an orderly close.
-    let tcpError: string | null = null;
-    if (target.tcp) listen(target.tcp, 'error', (err: NodeJS.ErrnoException) => (tcpError ??= err.code ?? err.message));
+    let tcpError: NodeJS.ErrnoException | null = null;
+    listen(tcp, 'error', (err: NodeJS.ErrnoException) => (tcpError ??= err));
     listen(ws, 'message', (data: RawData) => deliver(toBuffer(data)));
     listen(ws, 'close', (code: number, reason: Buffer) => {
-      if (tcpError === 'ECONNRESET') return fail(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }));
-      fail(
-        new ProbeFailure('eof_error', `WebSocket closed by the peer (${code} ${reason.toString('utf8').slice(0, 128)})`, {
-          wsCloseCode: code,
-          wsCloseReason: reason.toString('utf8').slice(0, 128),
-        }),
-      );
+      if (tcpError?.code === 'ECONNRESET') {
+        trace?.closed({ transport: connection.transport, how: 'rst' });
+        return fail(failureOf(tcpError, 'read'));
+      }
+      const text = reason.toString('utf8').slice(0, 128);
+      trace?.closed({ transport: connection.transport, how: 'ws-close', detail: `${code} ${text}` });
+      fail(new ProbeFailure('eof_error', `WebSocket closed by the peer (${code} ${text})`, { wsCloseCode: code, wsCloseReason: text }));
     });
-    listen(ws, 'error', (err: NodeJS.ErrnoException) =>
-      fail(
-        err.code?.startsWith('WS_ERR_')
-          ? new ProbeFailure('proto_malformed', `invalid WebSocket frame from the peer: ${err.message.slice(0, 128)}`, { error: err.code })
-          : err,
-      ),
-    );
+    listen(ws, 'error', (err: Error) => fail(failureOf(err, 'read')));
     send = (bytes) => {
-      evidence.bytesSent = (evidence.bytesSent ?? 0) + bytes.length;
+      counter.sent(bytes.length);
       ws.send(bytes, { binary: true });
     };
-  } else if (target.socket) {
-    const socket = target.socket;
-    transport = 'stream';
-    listen(socket, 'data', (d: Buffer) => deliver(d));
-    listen(socket, 'end', () => fail(new ProbeFailure('eof_error', 'connection closed by the peer (FIN)')));
-    listen(socket, 'error', (err: Error) => fail(err));
-    listen(socket, 'close', () => fail(new ProbeFailure('eof_error', 'connection closed')));
-    // A socket can error after its listeners are detached: a no-op keeps that from crashing the process.
-    if (!guarded.has(socket)) {
-      guarded.add(socket);
-      socket.on('error', () => {});
-    }
-    socket.resume();
-    send = (bytes) => {
-      evidence.bytesSent = (evidence.bytesSent ?? 0) + bytes.length;
-      socket.write(bytes);
-    };
   } else {
-    throw new ProbeFailure('internal_error', 'no open connection to talk over');
+    listen(stream, 'data', (d: Buffer) => deliver(d));
+    listen(stream, 'end', () => {
+      trace?.closed({ transport: connection.transport, how: 'fin' });
+      fail(new ProbeFailure('eof_error', 'connection closed by the peer (FIN)'));
+    });
+    listen(stream, 'error', (err: NodeJS.ErrnoException) => {
+      trace?.closed({ transport: connection.transport, how: err.code === 'ECONNRESET' ? 'rst' : 'error', detail: err.code ?? err.message });
+      fail(failureOf(err, 'read'));
+    });
+    listen(stream, 'close', () => fail(new ProbeFailure('eof_error', 'connection closed')));
+    // A stream that ended before this phase began: say how, instead of waiting for the timeout.
+    if (stream.destroyed) fail(stream.errored ? failureOf(stream.errored, 'read') : new ProbeFailure('eof_error', 'connection closed before this phase began'));
+    stream.resume();
+    send = (bytes) => {
+      counter.sent(bytes.length);
+      stream.write(bytes);
+    };
   }
 
   return {
-    transport,
+    transport: ws ? 'websocket' : 'stream',
     send,
     receive(): Promise<Buffer> {
       const next = chunks.shift();
-      if (next) return Promise.resolve(next);
+      if (next) {
+        queued -= next.length;
+        if (queued <= MAX_QUEUED_BYTES) (ws ?? stream).resume();
+        return Promise.resolve(next);
+      }
       if (ended) return Promise.reject(ended);
       return new Promise((resolve, reject) => {
         waiter = { resolve, reject };
@@ -131,8 +124,6 @@ export function openConversation(
     },
   };
 }
-
-const guarded = new WeakSet<Socket>();
 
 function toBuffer(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;

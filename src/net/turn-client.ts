@@ -44,11 +44,6 @@ export class TurnClient {
     private readonly credential: TurnCredential,
   ) {}
 
-  /** Whether an authenticated request has been sent, i.e. the server may hold an allocation of ours. */
-  get challenged(): boolean {
-    return this.auth !== null;
-  }
-
   /**
    * The unauthenticated first Allocate (RFC 8656 §7.1): resolves with a success response when the
    * server needs no credentials, and otherwise reads the 401's REALM and NONCE for what follows.

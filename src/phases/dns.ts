@@ -3,8 +3,13 @@ import { randomInt } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import { z } from 'zod';
-import { ProbeFailure, type FailureCode } from '../failure.js';
+import { roundMs } from '../evidence.js';
+import { ProbeFailure, failureOf, type FailureCode } from '../failure.js';
+import { abortable } from '../net/abort.js';
 import { formatEndpoint } from '../net/address.js';
+import type { TrafficCounter } from '../net/trace.js';
+import type { Evidence } from '../result.js';
+import { checkedSetting } from './kit.js';
 import type { PhaseDefinition } from './types.js';
 
 const RECORD_TYPES = ['A', 'AAAA'] as const;
@@ -45,15 +50,16 @@ interface QueryOutcome {
  * Any answer in a special-purpose range is `dns_bogon_error`, and the run stops: a bogon is
  * never connected to.
  */
-export const dnsPhase: PhaseDefinition<typeof params> = {
+export const dnsPhase: PhaseDefinition<typeof params, 'nothing'> = {
   name: 'dns',
   params,
   controlPhase: 'dns',
   needs: 'nothing',
+  check: (_p, { settings }) =>
+    settings.resolver ? null : 'needs a resolver: dns.resolver is "system" and /etc/resolv.conf names none (set dns.resolver to an IP address)',
   async run(ctx) {
     const name = ctx.endpoint.host;
-    const resolver = ctx.settings.resolver;
-    if (!resolver) throw new ProbeFailure('internal_error', 'no DNS resolver configured');
+    const resolver = checkedSetting(ctx.settings.resolver, 'dns.resolver');
     ctx.guard.assert(resolver.address, 'dns-server');
     ctx.endpointUsed = formatEndpoint(resolver.address, resolver.port);
     ctx.transport = 'udp';
@@ -67,6 +73,7 @@ export const dnsPhase: PhaseDefinition<typeof params> = {
       retransmitMs: ctx.params.retransmitMs ?? 1000,
       settleMs: ctx.params.settleMs ?? 250,
       evidence: ctx.evidence,
+      counter: ctx.trace.counter({ datagrams: true }),
     });
     ctx.evidence.answers = outcomes.map((o) => ({ ...o, addresses: o.addresses.slice(0, MAX_ANSWERS_IN_EVIDENCE) }));
     const addresses = outcomes.flatMap((o) => o.addresses);
@@ -89,7 +96,7 @@ export const dnsPhase: PhaseDefinition<typeof params> = {
       throw new ProbeFailure('dns_no_answer', `no ${types.join('/')} record for ${name}`);
     }
     // IPv4 first: most vantage points have it, and the order must be stable for comparisons.
-    ctx.state.addresses = [...addresses.filter((a) => isIP(a) === 4), ...addresses.filter((a) => isIP(a) === 6)];
+    return { addresses: [...addresses.filter((a) => isIP(a) === 4), ...addresses.filter((a) => isIP(a) === 6)] };
   },
 };
 
@@ -100,39 +107,33 @@ interface QueryAllOptions {
   signal: AbortSignal;
   retransmitMs: number;
   settleMs: number;
-  evidence: Record<string, unknown>;
+  evidence: Evidence;
+  counter: TrafficCounter;
 }
 
+/**
+ * One query per type to the resolver, retransmitted while unanswered. A query counts as sent once
+ * the kernel took it; one refused on the way out (no route: `network_unreachable`) fails the
+ * phase at once rather than after the timeout.
+ */
 function queryAll(o: QueryAllOptions): Promise<QueryOutcome[]> {
-  return new Promise((resolve, reject) => {
-    const socket: UdpSocket = createSocket(isIP(o.resolver.address) === 6 ? 'udp6' : 'udp4');
-    const started = performance.now();
-    const pending = new Map<number, { type: RecordType; bytes: Buffer }>();
-    const outcomes: QueryOutcome[] = [];
-    let bytesSent = 0;
-    let bytesReceived = 0;
-    let settleTimer: NodeJS.Timeout | undefined;
-    const finish = (err?: unknown): void => {
-      clearInterval(retransmit);
-      clearTimeout(settleTimer);
-      o.signal.removeEventListener('abort', onAbort);
-      o.evidence.bytesSent = bytesSent;
-      o.evidence.bytesReceived = bytesReceived;
-      o.evidence.unanswered = [...pending.values()].map((p) => p.type);
-      socket.close();
-      if (err !== undefined) reject(err);
-      else resolve(o.types.flatMap((t) => outcomes.filter((x) => x.type === t)));
-    };
-    const onAbort = (): void => finish(o.signal.reason);
-    if (o.signal.aborted) return onAbort();
-    o.signal.addEventListener('abort', onAbort, { once: true });
+  const socket: UdpSocket = createSocket(isIP(o.resolver.address) === 6 ? 'udp6' : 'udp4');
+  const pending = new Map<number, { type: RecordType; bytes: Buffer }>();
+  const outcomes: QueryOutcome[] = [];
+  let settleTimer: NodeJS.Timeout | undefined;
+  let retransmit: NodeJS.Timeout | undefined;
+  const started = performance.now();
+  return abortable<QueryOutcome[]>(o.signal, (resolve, reject) => {
+    const done = (): void => resolve(o.types.flatMap((t) => outcomes.filter((x) => x.type === t)));
     const send = (bytes: Buffer): void => {
-      bytesSent += bytes.length;
-      socket.send(bytes, o.resolver.port, o.resolver.address);
+      socket.send(bytes, o.resolver.port, o.resolver.address, (err) => {
+        if (err) reject(failureOf(err, 'write'));
+        else o.counter.sent(bytes.length);
+      });
     };
-    socket.on('error', (err) => finish(err));
+    socket.on('error', (err) => reject(failureOf(err, 'read')));
     socket.on('message', (msg, rinfo) => {
-      bytesReceived += msg.length;
+      o.counter.received(msg);
       if (rinfo.address !== o.resolver.address || rinfo.port !== o.resolver.port) return;
       let packet: dnsPacket.Packet;
       try {
@@ -145,10 +146,8 @@ function queryAll(o: QueryAllOptions): Promise<QueryOutcome[]> {
       if (!query || packet.type !== 'response') return;
       pending.delete(packet.id!);
       outcomes.push(toOutcome(query.type, packet, performance.now() - started));
-      if (pending.size === 0) return finish();
-      if (outcomes.some((x) => x.addresses.length > 0) && settleTimer === undefined) {
-        settleTimer = setTimeout(() => finish(), o.settleMs);
-      }
+      if (pending.size === 0) return done();
+      if (outcomes.some((x) => x.addresses.length > 0) && settleTimer === undefined) settleTimer = setTimeout(done, o.settleMs);
     });
     for (const type of o.types) {
       let id = randomInt(0, 0x10000);
@@ -162,9 +161,15 @@ function queryAll(o: QueryAllOptions): Promise<QueryOutcome[]> {
       pending.set(id, { type, bytes });
       send(bytes);
     }
-    const retransmit = setInterval(() => {
+    retransmit = setInterval(() => {
       for (const q of pending.values()) send(q.bytes);
     }, o.retransmitMs);
+    return () => {
+      clearInterval(retransmit);
+      clearTimeout(settleTimer);
+      o.evidence.unanswered = [...pending.values()].map((p) => p.type);
+      socket.close();
+    };
   });
 }
 
@@ -184,7 +189,7 @@ function toOutcome(type: RecordType, packet: dnsPacket.Packet, rttMs: number): Q
   return {
     type,
     rcode: (packet as { rcode?: string }).rcode ?? 'NOERROR',
-    rttMs: Math.round(rttMs * 1000) / 1000,
+    rttMs: roundMs(rttMs),
     addresses,
     cnames,
     ttl,

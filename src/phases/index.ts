@@ -7,7 +7,7 @@ import { mtprotoPhase } from './mtproto.js';
 import { whatsappPhase } from './whatsapp.js';
 import { stunPhase } from './stun.js';
 import { turnPhase } from './turn.js';
-import { mediaPhase } from './media.js';
+import { mediaPhase } from './media/index.js';
 import { streamPhase } from './stream.js';
 
 /** A registry of phases by name (the plan, the runner and the sinks look phases up in it). */

@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { ProbeFailure } from '../failure.js';
-import { openConversation, type Conversation } from '../net/conversation.js';
-import { formatEndpoint } from '../net/address.js';
+import type { Conversation } from '../net/conversation.js';
 import { hexPrefix } from '../evidence.js';
 import { protocolError } from '../protocol/errors.js';
 import { NONCE_LENGTH, clientMessageId, decodeResPQ, encodeReqPqMulti, type ResPQ } from '../protocol/mtproto.js';
 import { createFrameDecoder, createFrameEncoder, type FrameDecoder, type MtprotoTransport } from '../protocol/mtproto-transport.js';
 import { createObfuscated2Client, type ObfuscatedTransport } from '../protocol/obfuscated2.js';
 import type { Evidence } from '../result.js';
+import { converse, websocketBefore } from './kit.js';
 import type { PhaseDefinition } from './types.js';
 
 /** The transports a catalogue may ask for (core.telegram.org/mtproto/mtproto-transports). */
@@ -54,36 +54,22 @@ const MAX_FINGERPRINTS_IN_EVIDENCE = 16;
  * WebSocket (from `websocket`) always obfuscated2, which Telegram's WebSocket endpoints require.
  * The request goes out as one write, so a censor matching the first payload sees all of it.
  */
-export const mtprotoPhase: PhaseDefinition<typeof params> = {
+export const mtprotoPhase: PhaseDefinition<typeof params, 'connection'> = {
   name: 'mtproto',
   params,
   // The domestic control's TCP connection proves the network under a DC connection.
   controlPhase: 'tcp',
   needs: 'connection',
-  async run(ctx) {
-    const { ws, socket, tcp } = ctx.state;
-    if (!tcp || (!ws && !socket)) throw new ProbeFailure('internal_error', 'mtproto phase needs an open connection');
-    // The connection was dialled through the guard; asserting again keeps "every send passes the guard" literal.
-    ctx.guard.assert(tcp.remoteAddress ?? '');
-    // completeChain does not add `websocket` by itself: without it, MTProto would go raw into the TLS stream.
-    if (ctx.endpoint.url && !ws) throw new ProbeFailure('internal_error', 'a ws:// or wss:// target needs the websocket phase before mtproto');
-    if (ws && ctx.params.transport !== 'obfuscated2') {
-      throw new ProbeFailure('internal_error', `Telegram's WebSocket endpoints need transport obfuscated2, not ${ctx.params.transport}`);
-    }
-    if (ws) {
-      ctx.endpointUsed = ctx.endpoint.url ?? ctx.endpointUsed;
-      ctx.transport = ctx.endpoint.url?.startsWith('wss:') ? 'wss' : 'ws';
-    } else {
-      ctx.endpointUsed = formatEndpoint(tcp.remoteAddress ?? ctx.endpoint.host, tcp.remotePort ?? ctx.endpoint.port);
-      ctx.transport = 'tcp';
-    }
-
+  check: (p, planned) =>
+    websocketBefore('mtproto', planned) ??
+    (planned.endpoint.url && p.transport !== 'obfuscated2' ? `Telegram's WebSocket endpoints need transport obfuscated2, not ${p.transport}` : null),
+  async run(ctx, { connection }) {
     const channel = openChannel(ctx.params);
     const nonce = randomBytes(NONCE_LENGTH);
     const request = encodeReqPqMulti(nonce, clientMessageId(Date.now()));
     Object.assign(ctx.evidence, channel.describe, { nonceHex: hexPrefix(nonce) });
 
-    const conversation = openConversation(ws ? { ws, tcp } : { socket: socket! }, ctx.signal, ctx.evidence);
+    const conversation = converse(ctx, connection);
     conversation.send(channel.wrap(request));
     const res = await readResPQ(conversation, channel, nonce, ctx.evidence);
     ctx.evidence.serverNonceHex = hexPrefix(res.serverNonce);

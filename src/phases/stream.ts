@@ -1,10 +1,18 @@
 import { z } from 'zod';
 import { size } from '../units.js';
 import { ProbeFailure } from '../failure.js';
-import { openConversation } from '../net/conversation.js';
-import { hexPrefix } from '../evidence.js';
-import { DEFAULT_STREAM_MAX_BYTES } from '../protocol/reflector.js';
-import { STREAM_PROOF_LENGTH, encodeFrame, encodeStreamRequest, refusalReason, type StreamRefusalReason } from '../protocol/reflector.js';
+import { hexPrefix, roundMs } from '../evidence.js';
+import {
+  DEFAULT_STREAM_MAX_BYTES,
+  STREAM_PROOF_LENGTH,
+  encodeFrame,
+  encodeStreamRequest,
+  refusalReason,
+  type StreamRefusalReason,
+} from '../protocol/reflector.js';
+import { MEDIA_KEY_NEEDED } from './media/params.js';
+import { checkedSetting, converse, websocketBefore } from './kit.js';
+import type { Evidence } from '../result.js';
 import type { PhaseDefinition } from './types.js';
 
 /**
@@ -54,22 +62,32 @@ const REFUSAL_TEXT: Readonly<Record<StreamRefusalReason, string>> = {
  * in evidence; a reply that starts with neither the proof nor a refusal for this request:
  * `proto_mismatch` (something else answered).
  */
-export const streamPhase: PhaseDefinition<typeof params> = {
+/** What the `stream` phase records (beside the counted traffic); the cut-off gauge reads it. */
+export interface StreamEvidence extends Evidence {
+  requestedBytes?: number;
+  streamBytes?: number;
+  cutoffAtBytes?: number;
+  cutoffAtMs?: number | null;
+  lastDataMs?: number | null;
+  proofVerified?: boolean;
+  throughputBps?: number;
+}
+
+export const streamPhase: PhaseDefinition<typeof params, 'connection', StreamEvidence> = {
   name: 'stream',
   params,
   controlPhase: 'tcp',
   needs: 'connection',
-  check: (_p, { settings }) => (settings.mediaKey ? null : 'needs media.reflectorKey in the config (the key of the reflector)'),
-  async run(ctx) {
-    const key = ctx.settings.mediaKey;
-    if (!key) throw new ProbeFailure('internal_error', 'the stream phase needs media.reflectorKey in the config (the key of the reflector)');
-    const socket = ctx.state.socket;
-    if (!socket) throw new ProbeFailure('internal_error', 'stream phase has no open connection');
-    ctx.transport = 'encrypted' in socket && socket.encrypted ? 'tls' : 'tcp';
+  // The TCP cut-off per transport (tcp, tls) as the `shape` of the stream cut-off gauge.
+  gauges: (r) =>
+    r.transport ? [{ gauge: 'stream_cutoff_bytes', shape: r.transport, value: r.failure === 'stream_cutoff' ? (r.evidence.cutoffAtBytes ?? 0) : 0 }] : [],
+  check: (_p, planned) => websocketBefore('stream', planned) ?? (planned.settings.mediaKey ? null : MEDIA_KEY_NEEDED),
+  async run(ctx, { connection }) {
+    const key = checkedSetting(ctx.settings.mediaKey, 'media.reflectorKey');
     const { bytes, stallMs } = ctx.params;
     const ev = ctx.evidence;
     Object.assign(ev, { requestedBytes: bytes, stallMs, streamBytes: 0, lastDataMs: null, proofVerified: false });
-    const conversation = openConversation({ socket }, ctx.signal, ev);
+    const conversation = converse(ctx, connection);
     const request = encodeStreamRequest(bytes, key);
     const want = STREAM_PROOF_LENGTH + bytes;
     conversation.send(encodeFrame(request.bytes));
@@ -85,7 +103,7 @@ export const streamPhase: PhaseDefinition<typeof params> = {
         }),
       ]).finally(() => clearTimeout(timer));
       if (chunk === STALL) {
-        const waited = round(performance.now() - t0);
+        const waited = roundMs(performance.now() - t0);
         if (got === 0) {
           throw new ProbeFailure('generic_timeout_error', `no byte of the stream came back within ${stallMs} ms of the request`, { waitedMs: waited });
         }
@@ -97,7 +115,7 @@ export const streamPhase: PhaseDefinition<typeof params> = {
         );
       }
       got += chunk.length;
-      ev.lastDataMs = round(performance.now() - t0);
+      ev.lastDataMs = roundMs(performance.now() - t0);
       if (head.length < STREAM_PROOF_LENGTH) {
         head = Buffer.concat([head, chunk.subarray(0, STREAM_PROOF_LENGTH - head.length)]);
         if (head.length === STREAM_PROOF_LENGTH) {
@@ -120,7 +138,3 @@ export const streamPhase: PhaseDefinition<typeof params> = {
     if (got > want) ev.extraBytes = got - want;
   },
 };
-
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
-}

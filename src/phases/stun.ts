@@ -1,10 +1,8 @@
 import { z } from 'zod';
 import { ProbeFailure } from '../failure.js';
-import { openConversation } from '../net/conversation.js';
 import { formatEndpoint } from '../net/address.js';
-import { RFC8489_RETRANSMISSION, StunClient, retransmissionSchedule, type StunClientHandlers, type StunTransport } from '../net/stun-client.js';
+import { retransmissionSchedule } from '../net/stun-client.js';
 import { roundMs } from '../evidence.js';
-import { dialUdp } from '../net/udp.js';
 import { ATTR, attributeName, getErrorCode, getOtherAddress, getReflexiveAddress, getResponseOrigin, getSoftware } from '../protocol/stun-attributes.js';
 import {
   METHOD_BINDING,
@@ -15,25 +13,8 @@ import {
   verifyFingerprint,
   type StunMessage,
 } from '../protocol/stun.js';
-import type { PhaseContext, PhaseDefinition, PhaseNeeds } from './types.js';
-
-/**
- * How a STUN client reaches its server, shared with `turn`: UDP (the default, as calls use it) or
- * over the connection the `tcp`/`tls` phases opened (RFC 8489 §6.2.2), and the RFC 8489 §6.2.1
- * retransmission timer over UDP: initial RTO in ms, Rc requests in all, Rm RTOs of waiting after
- * the last.
- */
-export const stunTransportParams = {
-  transport: z.enum(['udp', 'tcp', 'tls']).default('udp'),
-  rtoMs: z.number().int().min(10).max(10_000).default(RFC8489_RETRANSMISSION.rtoMs),
-  rc: z.number().int().min(1).max(16).default(RFC8489_RETRANSMISSION.rc),
-  rm: z.number().int().min(1).max(64).default(RFC8489_RETRANSMISSION.rm),
-};
-
-/** Over TCP the plan opens the connection first, over TLS the connection and the handshake. */
-export function needsForTransport(p: { transport: 'udp' | 'tcp' | 'tls' }): PhaseNeeds {
-  return p.transport === 'tls' ? 'tls' : p.transport === 'tcp' ? 'connection' : 'addresses';
-}
+import { needsForTransport, openStunClient, stunTransportParams, type StunTransportNeeds } from './stun-transport.js';
+import type { PhaseContext, PhaseDefinition } from './types.js';
 
 const params = z
   .object({
@@ -72,7 +53,7 @@ const MAX_TEXT = 128;
  * answer was a classic RFC 3489 one (MAPPED-ADDRESS without XOR-MAPPED-ADDRESS), and counts of
  * stray answers (see net/stun-client.ts for why a wrong transaction id is waited past).
  */
-export const stunPhase: PhaseDefinition<typeof params> = {
+export const stunPhase: PhaseDefinition<typeof params, StunTransportNeeds> = {
   name: 'stun',
   params,
   controlPhase: 'stun',
@@ -85,13 +66,13 @@ export const stunPhase: PhaseDefinition<typeof params> = {
       ? `phaseTimeout ${timeoutMs} ms must exceed the retransmission schedule (${scheduleMs} ms for rtoMs ${p.rtoMs}, rc ${p.rc}, rm ${p.rm})`
       : null;
   },
-  async run(ctx) {
+  async run(ctx, input) {
     const p = ctx.params;
     ctx.evidence.purpose = p.purpose;
     if (p.note) ctx.evidence.note = p.note;
     const schedule = retransmissionSchedule(p);
     ctx.evidence.scheduleMs = schedule.timeoutAtMs;
-    const client = await openStunClient(ctx, ctx.signal);
+    const client = await openStunClient(ctx, input, ctx.signal);
     try {
       const transactionId = newTransactionId(p.classic);
       const request = buildMessage({ method: METHOD_BINDING, class: 'request', transactionId, fingerprint: p.fingerprint && !p.classic });
@@ -114,37 +95,6 @@ export const stunPhase: PhaseDefinition<typeof params> = {
     }
   },
 };
-
-/**
- * A STUN client over UDP (its own connected socket) or over the connection the `tcp`/`tls` phases
- * opened; shared with the `turn` phase. Counters go into the phase's evidence.
- */
-export async function openStunClient(
-  ctx: PhaseContext<{ transport: 'udp' | 'tcp' | 'tls' }>,
-  signal: AbortSignal,
-  handlers: StunClientHandlers = {},
-): Promise<StunClient> {
-  const transport = ctx.params.transport;
-  let t: StunTransport;
-  if (transport === 'udp') {
-    const address = ctx.state.addresses?.[0];
-    if (address === undefined) throw new ProbeFailure('internal_error', `${ctx.target}: no address to send to`);
-    ctx.endpointUsed = formatEndpoint(address, ctx.endpoint.port);
-    ctx.transport = 'udp';
-    ctx.evidence.addresses = ctx.state.addresses;
-    const channel = await dialUdp({ address, port: ctx.endpoint.port, guard: ctx.guard, signal, counts: ctx.evidence });
-    ctx.state.cleanups.push(() => channel.close());
-    ctx.evidence.localAddress = formatEndpoint(channel.localAddress, channel.localPort);
-    t = { kind: 'datagram', channel };
-  } else {
-    const socket = ctx.state.socket;
-    if (!socket) throw new ProbeFailure('internal_error', `STUN over ${transport} has no open connection`);
-    ctx.transport = transport;
-    ctx.evidence.localAddress = formatEndpoint(socket.localAddress ?? '', socket.localPort ?? 0);
-    t = { kind: 'stream', conversation: openConversation({ socket }, signal, ctx.evidence) };
-  }
-  return new StunClient(t, signal, handlers);
-}
 
 function describeAnswer(ctx: PhaseContext<StunParams>, response: StunMessage): void {
   ctx.evidence.magicCookie = response.magicCookie;

@@ -8,10 +8,12 @@ import {
   type TLSSocket,
 } from 'node:tls';
 import { z } from 'zod';
-import { ProbeFailure, classify } from '../failure.js';
+import { ProbeFailure, classify, failureOf } from '../failure.js';
+import { abortable } from '../net/abort.js';
+import { absorbErrors, wrapConnection } from '../net/connection.js';
 import { isIpLiteral } from '../net/address.js';
-import type { PhaseDefinition } from './types.js';
 import type { PhaseSettings } from '../types.js';
+import type { PhaseDefinition } from './types.js';
 
 const params = z
   .object({
@@ -27,25 +29,18 @@ const params = z
  * handshake (not by `rejectUnauthorized`) so that its subject, issuer and validity are in the
  * evidence even when it fails: a censor's substitute certificate is itself evidence.
  */
-export const tlsPhase: PhaseDefinition<typeof params> = {
+export const tlsPhase: PhaseDefinition<typeof params, 'connection'> = {
   name: 'tls',
   params,
   controlPhase: 'tls',
   needs: 'connection',
-  async run(ctx) {
-    const tcp = ctx.state.tcp;
-    if (!tcp) throw new ProbeFailure('internal_error', 'tls phase has no TCP connection');
+  async run(ctx, { connection }) {
     const servername = ctx.params.sni ?? ctx.endpoint.sni ?? (isIpLiteral(ctx.endpoint.host) ? undefined : ctx.endpoint.host);
     ctx.transport = 'tls';
     ctx.evidence.sni = servername ?? null;
-    const sentBefore = tcp.bytesWritten;
-    const readBefore = tcp.bytesRead;
-    const count = (): void => {
-      ctx.evidence.bytesSent = tcp.bytesWritten - sentBefore;
-      ctx.evidence.bytesReceived = tcp.bytesRead - readBefore;
-    };
+    ctx.trace.wire(connection.tcp);
     const socket = connect({
-      socket: tcp,
+      socket: connection.tcp,
       // Node checks the certificate against `servername || host || 'localhost'`: an IP-literal
       // target without SNI must be checked against its IP, not against localhost.
       host: ctx.endpoint.host,
@@ -54,20 +49,20 @@ export const tlsPhase: PhaseDefinition<typeof params> = {
       secureContext: secureContextFor(ctx.settings),
       rejectUnauthorized: false,
     });
-    ctx.state.cleanups.push(() => socket.destroy());
+    ctx.atRunEnd(() => socket.destroy());
+    absorbErrors(socket);
     try {
       await handshake(socket, ctx.signal);
     } finally {
-      count();
+      ctx.trace.settle();
     }
-    ctx.state.socket = socket;
     ctx.evidence.protocol = socket.getProtocol();
     ctx.evidence.alpn = socket.alpnProtocol || null;
     ctx.evidence.cipher = socket.getCipher().name;
     const cert = socket.getPeerCertificate(true);
     Object.assign(ctx.evidence, describeCertificate(cert));
     if (!socket.authorized) {
-      const c = classify({ code: String(socket.authorizationError), message: String(socket.authorizationError) });
+      const c = classify({ code: String(socket.authorizationError), message: String(socket.authorizationError) }, 'tls');
       throw new ProbeFailure(c.code, `certificate not trusted: ${String(socket.authorizationError)}`, {
         error: String(socket.authorizationError),
       });
@@ -75,10 +70,11 @@ export const tlsPhase: PhaseDefinition<typeof params> = {
     if (servername !== undefined || isIpLiteral(ctx.endpoint.host)) {
       const identityError = checkServerIdentity(servername ?? ctx.endpoint.host, cert);
       if (identityError) {
-        const c = classify(identityError);
+        const c = classify(identityError, 'tls');
         throw new ProbeFailure(c.code, identityError.message, { error: c.error });
       }
     }
+    return { connection: wrapConnection(connection, { stream: socket, transport: 'tls' }) };
   },
 };
 
@@ -97,18 +93,14 @@ function secureContextFor(settings: PhaseSettings): SecureContext {
 }
 
 function handshake(socket: TLSSocket, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    socket.once('secureConnect', () => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    });
-    socket.once('error', (err) => {
-      signal.removeEventListener('abort', onAbort);
-      reject(err);
-    });
+  return abortable<void>(signal, (resolve, reject) => {
+    const onError = (err: Error): void => reject(failureOf(err, 'tls'));
+    socket.once('secureConnect', resolve);
+    socket.once('error', onError);
+    return () => {
+      socket.off('secureConnect', resolve);
+      socket.off('error', onError);
+    };
   });
 }
 

@@ -1,57 +1,38 @@
-import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import type { z } from 'zod';
-import type { DestinationGuard } from '../types.js';
-import type { Evidence, Transport } from '../result.js';
 import type { Logger } from '../log.js';
+import type { Connection } from '../net/connection.js';
+import type { PhaseTrace } from '../net/trace.js';
+import type { Evidence, PhaseResult, Transport } from '../result.js';
+import type { DestinationGuard, GaugeSample, PhaseSettings, TargetEndpoint } from '../types.js';
 
-/** Where a target lives, as the catalogue says (validated by the plan). */
-export interface TargetEndpoint {
-  /** A hostname or an IP literal. */
-  host: string;
-  port: number;
-  /** For WebSocket targets: the full ws:// or wss:// URL. */
-  url?: string;
-  /** TLS server name; defaults to the host when it is a name. */
-  sni?: string;
+export type { Connection };
+
+/**
+ * What a phase stands on, and so what the runner hands it: `nothing`; `addresses` (from `dns`, or
+ * the target's IP literal); `connection` (from `tcp`, wrapped by `tls` or `websocket` when they
+ * ran); `tls` (a connection that must be TLS: the plan puts `tls` before it).
+ */
+export type PhaseNeeds = 'nothing' | 'addresses' | 'connection' | 'tls';
+
+export interface NoInput {
+  readonly kind: 'nothing';
 }
-
-/** Settings from the volunteer's config that phases need (never per-target). */
-export interface PhaseSettings {
-  resolver: { address: string; port: number } | null;
-  /** Extra PEM CA certificates trusted by `tls` (the lab's CA); the system store is always used too. */
-  extraCa: string[];
-  userAgent: string;
-  /**
-   * TURN credentials from the config's `turn` section, by entry name. Only the `turn` phase reads
-   * them; they never enter a spec, a record, a metric or a log line (the plan makes the fields
-   * non-enumerable, so JSON and pino see nothing).
-   */
-  turnCredentials?: ReadonlyMap<string, TurnCredential>;
-  /** The reflector key (config `media.reflectorKey`) for `media` and `stream`; null when not configured. A secret. */
-  mediaKey?: Uint8Array | null;
+export interface AddressesInput {
+  readonly kind: 'addresses';
+  /** IPv4 first, in the order found; never empty. */
+  readonly addresses: readonly [string, ...string[]];
 }
-
-export interface TurnCredential {
-  readonly username: string;
-  readonly password: string;
+export interface ConnectionInput {
+  readonly kind: 'connection';
+  readonly connection: Connection;
 }
+export type PhaseInput = NoInput | AddressesInput | ConnectionInput;
+export type InputFor<N extends PhaseNeeds> = N extends 'nothing' ? NoInput : N extends 'addresses' ? AddressesInput : ConnectionInput;
 
-/** What flows from one phase to the next (design.md §7): addresses, an open connection, ... */
-export interface RunState {
-  addresses?: string[];
-  /** The open byte stream: a TCP socket, or the TLS socket over it once `tls` ran. */
-  socket?: Socket | TLSSocket;
-  /** The raw TCP socket under everything (bytes on the wire are counted here). */
-  tcp?: Socket;
-  /** An open WebSocket (the `ws` library's client), once `websocket` ran. */
-  ws?: import('ws').WebSocket;
-  /** Closed by the runner when the run ends, whatever happened. */
-  cleanups: Array<() => void>;
-  [key: string]: unknown;
-}
+/** What a phase hands to the ones after it: addresses (`dns`) or an open connection (`tcp`, `tls`, `websocket`). */
+export type PhaseOutput = { readonly addresses: readonly string[] } | { readonly connection: Connection } | void;
 
-export interface PhaseContext<P = unknown> {
+export interface PhaseContext<P = unknown, E extends Evidence = Evidence> {
   readonly service: string;
   readonly target: string;
   readonly endpoint: TargetEndpoint;
@@ -61,44 +42,62 @@ export interface PhaseContext<P = unknown> {
   readonly timeoutMs: number;
   readonly guard: DestinationGuard;
   readonly settings: PhaseSettings;
-  readonly state: RunState;
   readonly log: Logger;
   /**
    * Filled as the phase goes, so that a phase which fails half-way still reports what it sent and
    * what came back. The runner reads it whether the phase succeeded or threw.
    */
-  readonly evidence: Evidence;
+  readonly evidence: E;
+  /** Counts traffic into the evidence, keeps the phase's clock and publishes on diagnostics_channel. */
+  readonly trace: PhaseTrace;
   /** The endpoint actually used (host:port or URL); set as soon as it is known. */
   endpointUsed: string;
   transport?: Transport;
+  /** Closes something (a socket) when the whole run ends, whatever happened: later phases may still use it. */
+  atRunEnd(cleanup: () => void): void;
 }
 
-export type PhaseNeeds = 'nothing' | 'addresses' | 'connection' | 'tls';
+/** Where a phase's check runs: what the plan knows of the phase's place in its spec. */
+export interface PlannedContext {
+  readonly target: string;
+  readonly endpoint: TargetEndpoint;
+  readonly timeoutMs: number;
+  readonly settings: PhaseSettings;
+  /** The phases planned before this one in the same spec, in order. */
+  readonly before: readonly string[];
+}
 
 /**
- * One phase of a call path. It resolves when the phase succeeded and throws when it failed: a
- * `ProbeFailure` for what it classified itself, any other error for `classify` to map.
+ * One phase of a call path. `run` resolves when the phase succeeded (with what it hands on) and
+ * throws when it failed: a `ProbeFailure` for what it classified itself, any other error for
+ * `classify` to map (a TypeError or RangeError is our bug: `internal_error`).
+ *
+ * Methods, not function-valued fields: a definition for particular params and evidence is then a
+ * PhaseDefinition like any other, and the registry holds them all without casts.
  */
-export interface PhaseDefinition<S extends z.ZodType = z.ZodType> {
+export interface PhaseDefinition<S extends z.ZodType = z.ZodType, N extends PhaseNeeds = PhaseNeeds, E extends Evidence = Evidence> {
   readonly name: string;
   /** The phase's own parameters in the catalogue (`- mtproto: { transport: abridged }`). */
   readonly params: S;
   /**
-   * Which control phase vouches for the network under this phase (design.md §6): a failure here is
-   * `blocked` only if a control succeeded at that phase in the same cycle.
+   * Which control phase vouches for the network under this phase: a failure here is `blocked`
+   * only if a control succeeded at that phase in the same cycle.
    */
   readonly controlPhase: string;
-  /** Phases whose output this phase needs, e.g. `tls` needs an open connection from `tcp`. */
-  readonly needs: PhaseNeeds;
+  /** What the phase stands on, e.g. `tls` needs an open connection from `tcp`. */
+  readonly needs: N;
   /** When what the phase stands on depends on its parameters (e.g. `stun` over UDP, TCP or TLS). */
-  readonly needsFor?: (params: z.infer<S>) => PhaseNeeds;
+  needsFor?(params: z.infer<S>): N;
   /**
    * What the plan can tell before anything runs: a timeout too short for the phase's own schedule,
-   * a setting it needs that the config lacks. Returns the problem, or null; the plan reports it
-   * with the catalogue's file, line and column, so nothing fails later at run time.
+   * a setting it needs that the config lacks, a phase it needs before it. Returns the problem, or
+   * null; the plan reports it with the catalogue's file, line and column, so nothing fails later
+   * at run time.
    */
-  readonly check?: (params: z.infer<S>, planned: { target: string; timeoutMs: number; settings: PhaseSettings }) => string | null;
-  run(ctx: PhaseContext<z.infer<S>>): Promise<void>;
+  check?(params: z.infer<S>, planned: PlannedContext): string | null;
+  /** The gauges this phase feeds from a finished result (media loss, jitter, MOS, cut-offs). */
+  gauges?(result: PhaseResult & { evidence: E }): GaugeSample[];
+  run(ctx: PhaseContext<z.infer<S>, E>, input: InputFor<N>): Promise<PhaseOutput>;
 }
 
 /** Phases by name: the plan, the runner, the verdicts and the metrics look phases up here. */

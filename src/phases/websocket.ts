@@ -1,7 +1,10 @@
 import type { IncomingMessage } from 'node:http';
 import { WebSocket } from 'ws';
 import { z } from 'zod';
-import { ProbeFailure } from '../failure.js';
+import { ProbeFailure, failureOf } from '../failure.js';
+import { abortable } from '../net/abort.js';
+import { absorbErrors, wrapConnection } from '../net/connection.js';
+import type { Evidence } from '../result.js';
 import type { PhaseDefinition } from './types.js';
 
 const params = z
@@ -17,64 +20,57 @@ const params = z
  * `websocket`: the HTTP Upgrade over the already open TCP or TLS connection (so `tcp` and `tls`
  * were timed on their own). A refused upgrade is `ws_bad_status` with the HTTP status.
  */
-export const websocketPhase: PhaseDefinition<typeof params> = {
+export const websocketPhase: PhaseDefinition<typeof params, 'connection'> = {
   name: 'websocket',
   params,
   controlPhase: 'tls',
   needs: 'connection',
-  async run(ctx) {
-    const socket = ctx.state.socket;
-    const tcp = ctx.state.tcp;
-    const url = ctx.endpoint.url;
-    if (!socket || !tcp || !url) throw new ProbeFailure('internal_error', 'websocket phase needs a URL and an open connection');
+  check: (_p, { endpoint }) => (endpoint.url ? null : 'needs a ws:// or wss:// url on the target'),
+  async run(ctx, { connection }) {
+    const url = ctx.endpoint.url!; // the check made the plan insist on it
+    const transport = url.startsWith('wss:') ? 'wss' : 'ws';
     ctx.endpointUsed = url;
-    ctx.transport = url.startsWith('wss:') ? 'wss' : 'ws';
-    const sentBefore = tcp.bytesWritten;
-    const readBefore = tcp.bytesRead;
+    ctx.transport = transport;
+    ctx.trace.wire(connection.tcp);
     const headers: Record<string, string> = { 'User-Agent': ctx.settings.userAgent };
     if (ctx.params.origin) headers.Origin = ctx.params.origin;
     const ws = new WebSocket(url, ctx.params.subprotocols ?? [], {
-      createConnection: () => socket,
+      createConnection: () => connection.stream,
       headers,
       perMessageDeflate: false,
       followRedirects: false,
       // Frames larger than this from a hostile server are refused, not buffered.
       maxPayload: 1 << 20,
     });
-    ctx.state.cleanups.push(() => ws.terminate());
+    ctx.atRunEnd(() => ws.terminate());
+    absorbErrors(ws);
     try {
       await upgrade(ws, ctx.signal, ctx.evidence);
     } finally {
-      ctx.evidence.bytesSent = tcp.bytesWritten - sentBefore;
-      ctx.evidence.bytesReceived = tcp.bytesRead - readBefore;
+      ctx.trace.settle();
     }
     ctx.evidence.status = 101;
     ctx.evidence.subprotocol = ws.protocol || null;
-    ctx.state.ws = ws;
+    return { connection: wrapConnection(connection, { ws, transport, endpoint: url }) };
   },
 };
 
-function upgrade(ws: WebSocket, signal: AbortSignal, evidence: Record<string, unknown>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    const done = (fn: () => void): void => {
-      signal.removeEventListener('abort', onAbort);
-      fn();
-    };
+function upgrade(ws: WebSocket, signal: AbortSignal, evidence: Evidence): Promise<void> {
+  return abortable<void>(signal, (resolve, reject) => {
     ws.once('upgrade', (res: IncomingMessage) => {
       evidence.server = res.headers.server ?? null;
     });
-    ws.once('open', () => done(resolve));
+    ws.once('open', () => resolve());
     ws.once('unexpected-response', (_req, res: IncomingMessage) => {
       const status = res.statusCode ?? 0;
       evidence.status = status;
       evidence.server = res.headers.server ?? null;
       res.resume();
       ws.terminate();
-      done(() => reject(new ProbeFailure('ws_bad_status', `WebSocket upgrade refused with HTTP ${status}`, { status })));
+      reject(new ProbeFailure('ws_bad_status', `WebSocket upgrade refused with HTTP ${status}`, { status }));
     });
-    ws.once('error', (err) => done(() => reject(err)));
+    const onError = (err: Error): void => reject(failureOf(err, 'read'));
+    ws.once('error', onError);
+    return () => ws.off('error', onError);
   });
 }

@@ -1,13 +1,11 @@
-import { TLSSocket } from 'node:tls';
 import { z } from 'zod';
-import { ProbeFailure } from '../failure.js';
-import { openConversation, type Conversation } from '../net/conversation.js';
-import { formatEndpoint } from '../net/address.js';
+import type { Conversation } from '../net/conversation.js';
 import { hexPrefix } from '../evidence.js';
 import type { Evidence } from '../result.js';
 import { WaNoiseClient } from '../protocol/noise.js';
 import { connectionHeader, DEFAULT_MAX_FRAME_SIZE, FrameDecoder, PROTOCOL_MAX_FRAME_SIZE } from '../protocol/waframe.js';
 import { requireVerified, verifyCertChain, WA_ROOT_PUBLIC_KEY } from '../protocol/wacert.js';
+import { converse, websocketBefore } from './kit.js';
 import type { PhaseDefinition } from './types.js';
 
 const byte = z.number().int().min(0).max(255);
@@ -42,25 +40,13 @@ const params = z
  * never makes us buffer); a chain that does not verify is `cert_chain_invalid`. Transport endings
  * come from openConversation (`eof_error`, `connection_reset`), silence from the runner's timeout.
  */
-export const whatsappPhase: PhaseDefinition<typeof params> = {
+export const whatsappPhase: PhaseDefinition<typeof params, 'connection'> = {
   name: 'whatsapp',
   params,
   controlPhase: 'tcp',
   needs: 'connection',
-  async run(ctx) {
-    const { ws, socket, tcp } = ctx.state;
-    const remote = tcp?.remoteAddress ?? socket?.remoteAddress;
-    if ((!ws && !socket) || !tcp) throw new ProbeFailure('internal_error', 'whatsapp phase has no open connection');
-    if (remote === undefined) throw new ProbeFailure('eof_error', 'the connection closed before the ClientHello was sent');
-    ctx.guard.assert(remote);
-    if (ws) {
-      ctx.endpointUsed = ctx.endpoint.url ?? formatEndpoint(remote, tcp.remotePort ?? 0);
-      ctx.transport = ctx.endpoint.url?.startsWith('wss:') ? 'wss' : 'ws';
-    } else {
-      ctx.endpointUsed = formatEndpoint(remote, tcp.remotePort ?? 0);
-      ctx.transport = socket instanceof TLSSocket ? 'tls' : 'tcp';
-    }
-
+  check: (_p, planned) => websocketBefore('whatsapp', planned),
+  async run(ctx, { connection }) {
     const header = connectionHeader(ctx.params.header.magic, ctx.params.header.dictVersion);
     const rootKey = ctx.params.rootKey ? Buffer.from(ctx.params.rootKey, 'hex') : WA_ROOT_PUBLIC_KEY;
     const client = new WaNoiseClient({ header });
@@ -68,10 +54,10 @@ export const whatsappPhase: PhaseDefinition<typeof params> = {
     ctx.evidence.rootKey = hexPrefix(rootKey);
     ctx.evidence.staticDecrypted = false;
 
-    const conversation = openConversation(ws ? { ws, tcp } : { socket }, ctx.signal, ctx.evidence);
+    const conversation = converse(ctx, connection);
     conversation.send(client.firstBytes);
     const decoder = new FrameDecoder({ maxFrameSize: ctx.params.maxFrameBytes ?? DEFAULT_MAX_FRAME_SIZE });
-    const close = ws ? () => ws.terminate() : () => socket!.destroy();
+    const close = connection.ws ? () => connection.ws!.terminate() : () => connection.stream.destroy();
     const frame = await firstFrame(conversation, decoder, ctx.evidence, close);
     ctx.evidence.serverHelloBytes = frame.length; // the frame's payload, without its 3-byte length
 

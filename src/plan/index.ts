@@ -10,11 +10,11 @@ import type { PhaseRegistry } from '../phases/types.js';
 import type { PhaseSettings, ProbeSpec, SafetyPolicy } from '../types.js';
 import { loadCatalogues } from './catalogues.js';
 import { settingsOf } from './settings.js';
-import { toSpec } from './specs.js';
+import { plannedContext, toSpec } from './specs.js';
 import { turnSpecs } from './turn-targets.js';
 
 export { EMBEDDED_CATALOGUE_DIR } from './catalogues.js';
-export { completeChain } from './specs.js';
+export { completeChain, plannedContext } from './specs.js';
 export { TURN_SERVICE } from './turn-targets.js';
 
 export interface Plan {
@@ -62,8 +62,8 @@ export function buildPlan(config: Config, configFile: string | null, phases: Pha
 /** Runs each planned phase's own check (timeouts against its schedule, settings it needs). */
 function phaseProblems(specs: readonly ProbeSpec[], settings: PhaseSettings, phases: PhaseRegistry): string[] {
   return specs.flatMap((s) =>
-    s.phases.flatMap((p) => {
-      const problem = phases.get(p.name)?.check?.(p.params, { target: s.target, timeoutMs: p.timeoutMs, settings }) ?? null;
+    s.phases.flatMap((p, i) => {
+      const problem = phases.get(p.name)?.check?.(p.params, plannedContext(s, i, settings)) ?? null;
       if (problem === null) return [];
       const path = s.cataloguePath ?? [];
       const where = path.length > 0 ? `${locate(s.catalogueFile, path)}: ${formatPath(path)}` : `${s.catalogueFile}: ${s.id}`;

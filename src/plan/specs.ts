@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import type { Catalogue, CatalogueTarget, Config } from '../config/schema.js';
-import type { PhaseRegistry } from '../phases/types.js';
-import type { PlannedPhase, ProbeSpec, TargetEndpoint } from '../types.js';
+import type { PhaseRegistry, PlannedContext } from '../phases/types.js';
+import type { PhaseSettings, PlannedPhase, ProbeSpec, TargetEndpoint } from '../types.js';
 
 /** One catalogue target as a spec: its endpoint, its completed chain of phases, its schedule. */
 export function toSpec(catalogue: Catalogue, t: CatalogueTarget, config: Config, file: string, phases: PhaseRegistry): ProbeSpec {
@@ -57,4 +57,10 @@ export function completeChain(listed: PlannedPhase[], endpoint: TargetEndpoint, 
     out.push(phase);
   }
   return out;
+}
+
+/** What a phase's `check` is told of its place in a spec (the `index`-th planned phase). */
+export function plannedContext(spec: ProbeSpec, index: number, settings: PhaseSettings): PlannedContext {
+  const phase = spec.phases[index]!;
+  return { target: spec.target, endpoint: spec.endpoint, timeoutMs: phase.timeoutMs, settings, before: spec.phases.slice(0, index).map((p) => p.name) };
 }

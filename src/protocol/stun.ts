@@ -292,10 +292,6 @@ export function findAttribute(msg: StunMessage, type: number): RawAttr | undefin
   return msg.attributes.find((a) => a.type === type);
 }
 
-export function findAttributes(msg: StunMessage, type: number): RawAttr[] {
-  return msg.attributes.filter((a) => a.type === type);
-}
-
 /**
  * Check MESSAGE-INTEGRITY and MESSAGE-INTEGRITY-SHA256 with `key` (short-term: the password;
  * long-term: `longTermKey` in turn.ts). True only when at least one is present and every one

@@ -1,19 +1,11 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ProbeSpec } from '../types.js';
-import type { ProbeResult, Verdict } from '../result.js';
+import { PHASES } from '../phases/index.js';
+import type { PhaseRegistry } from '../phases/types.js';
+import type { PhaseGauge, ProbeSpec } from '../types.js';
+import type { PhaseResult, ProbeResult, Verdict } from '../result.js';
 import { VERSION } from '../version.js';
 
 const VERDICTS: readonly Verdict[] = ['ok', 'degraded', 'blocked', 'error'];
-
-/** What the `media` phase puts in `evidence.streams[]` (src/phases/media.ts), as far as metrics read it. */
-interface MediaStreamEvidence {
-  shape?: unknown;
-  lossRatio?: unknown;
-  jitterMs?: unknown;
-  quality?: { mos?: unknown } | null;
-  failure?: unknown;
-  cutoff?: { afterPackets?: number; afterBytesSent?: number } | null;
-}
 
 /** 1 ms to 30 s: a loopback TCP connect is ~0.1 ms, a blackholed phase times out at 10-30 s. */
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -119,7 +111,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(vantage: string) {
+  /** The phase-fed gauges by name: the metric is declared here, what goes in is the phase's. */
+  private readonly gauges: Record<PhaseGauge, Gauge<'service' | 'target' | 'shape'>> = {
+    media_loss_ratio: this.mediaLoss,
+    media_jitter_seconds: this.mediaJitter,
+    media_mos: this.mediaMos,
+    stream_cutoff_packets: this.cutoffPackets,
+    stream_cutoff_bytes: this.cutoffBytes,
+  };
+
+  /** @param phases where each phase's gauges are looked up (the plan's registry). */
+  constructor(
+    vantage: string,
+    private readonly phases: PhaseRegistry = PHASES,
+  ) {
     new Gauge({
       name: 'callprobe_build_info',
       help: 'Always 1; the labels say which callprobe runs where.',
@@ -159,25 +164,15 @@ export class Metrics {
       this.phaseDuration.labels(service, p.phase).observe(p.durationMs / 1000);
     }
     for (const v of VERDICTS) this.verdict.labels(service, target, v).set(v === result.verdict ? 1 : 0);
-    for (const p of result.phases) if (!p.skipped) this.observeMedia(service, target, p);
+    for (const p of result.phases) if (!p.skipped) this.observeGauges(service, target, p);
   }
 
-  /** Media gauges from the `media` phase's per-stream evidence and the `stream` phase's cut-off. */
-  private observeMedia(service: string, target: string, p: ProbeResult['phases'][number]): void {
-    if (p.phase === 'media' && Array.isArray(p.evidence.streams)) {
-      for (const s of p.evidence.streams as MediaStreamEvidence[]) {
-        if (typeof s.shape !== 'string' || typeof s.lossRatio !== 'number') continue;
-        this.mediaLoss.labels(service, target, s.shape).set(s.lossRatio);
-        if (typeof s.jitterMs === 'number') this.mediaJitter.labels(service, target, s.shape).set(s.jitterMs / 1000);
-        if (typeof s.quality?.mos === 'number') this.mediaMos.labels(service, target, s.shape).set(s.quality.mos);
-        else this.mediaMos.remove(service, target, s.shape);
-        const cut = s.failure === 'stream_cutoff' && s.cutoff ? s.cutoff : null;
-        this.cutoffPackets.labels(service, target, s.shape).set(cut?.afterPackets ?? 0);
-        this.cutoffBytes.labels(service, target, s.shape).set(cut?.afterBytesSent ?? 0);
-      }
-    } else if (p.phase === 'stream' && p.transport) {
-      const cut = p.failure === 'stream_cutoff' && typeof p.evidence.cutoffAtBytes === 'number' ? p.evidence.cutoffAtBytes : 0;
-      this.cutoffBytes.labels(service, target, p.transport).set(cut);
+  /** The per-stream gauges each phase says it feeds (its definition's `gauges`); a null value removes the series. */
+  private observeGauges(service: string, target: string, p: PhaseResult): void {
+    for (const sample of this.phases.get(p.phase)?.gauges?.(p) ?? []) {
+      const gauge = this.gauges[sample.gauge];
+      if (sample.value === null) gauge.remove(service, target, sample.shape);
+      else gauge.labels(service, target, sample.shape).set(sample.value);
     }
   }
 

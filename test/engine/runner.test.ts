@@ -15,7 +15,7 @@ const testPhases: PhaseDefinition[] = [
     controlPhase: 'tcp',
     needs: 'nothing',
     run(ctx) {
-      ctx.state.cleanups.push(() => order.push('cleanup'));
+      ctx.atRunEnd(() => order.push('cleanup'));
       ctx.evidence.released = false;
       return new Promise((_, reject) => {
         ctx.signal.addEventListener('abort', () =>

@@ -5,6 +5,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classify } from '../../src/failure.js';
 import { openConversation } from '../../src/net/conversation.js';
+import { connectionOf, counterInto } from '../helpers/net.js';
 import { listenTracked, tcpServer, type Running } from '../helpers/servers.js';
 
 /** A WebSocket server on loopback that misbehaves after the first message, as told by the path. */
@@ -40,7 +41,7 @@ describe('conversation over a WebSocket', () => {
 
   it('reports an RST under the WebSocket as connection_reset, not as an orderly close', async () => {
     const { ws, tcp } = await openWs(server.port, '/rst');
-    const c = openConversation({ ws, tcp }, new AbortController().signal, {});
+    const c = openConversation(connectionOf(tcp, ws), new AbortController().signal, counterInto({}));
     c.send(Buffer.from('hello'));
     const err = await c.receive().catch((e: unknown) => e);
     expect(classify(err)).toMatchObject({ code: 'connection_reset', error: 'ECONNRESET' });
@@ -48,7 +49,7 @@ describe('conversation over a WebSocket', () => {
 
   it("reports the peer's invalid frame as proto_malformed, not as callprobe's bug", async () => {
     const { ws, tcp } = await openWs(server.port, '/bad-frame');
-    const c = openConversation({ ws, tcp }, new AbortController().signal, {});
+    const c = openConversation(connectionOf(tcp, ws), new AbortController().signal, counterInto({}));
     c.send(Buffer.from('hello'));
     const err = await c.receive().catch((e: unknown) => e);
     expect(classify(err)).toMatchObject({ code: 'proto_malformed', evidence: { error: 'WS_ERR_INVALID_OPCODE' } });
@@ -64,14 +65,14 @@ describe('conversation over a stream', () => {
     try {
       const first = new AbortController();
       const firstEvidence: Record<string, unknown> = {};
-      const a = openConversation({ socket }, first.signal, firstEvidence);
+      const a = openConversation(connectionOf(socket), first.signal, counterInto(firstEvidence));
       a.send(Buffer.from('one'));
       expect((await a.receive()).toString()).toBe('one');
       first.abort(new Error('phase finished'));
       socket.write('two'); // echoed while no phase listens
       await new Promise((r) => setTimeout(r, 50));
       const secondEvidence: Record<string, unknown> = {};
-      const b = openConversation({ socket }, new AbortController().signal, secondEvidence);
+      const b = openConversation(connectionOf(socket), new AbortController().signal, counterInto(secondEvidence));
       expect((await b.receive()).toString()).toBe('two');
       expect(firstEvidence).toMatchObject({ bytesSent: 3, bytesReceived: 3 });
       expect(secondEvidence).toMatchObject({ bytesSent: 0, bytesReceived: 3 });

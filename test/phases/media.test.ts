@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { duration } from '../../src/units.js';
 import { silentLogger } from '../../src/log.js';
-import { mediaPhase, mediaTimeoutNeededMs } from '../../src/phases/media.js';
+import { mediaPhase, mediaTimeoutNeededMs } from '../../src/phases/media/index.js';
 import { mediaPacketLength, verifyTag } from '../../src/protocol/media-packet.js';
 import { reflectorConfigSchema } from '../../src/reflector/config.js';
 import { startReflector, type Reflector } from '../../src/reflector/server.js';
@@ -231,12 +231,12 @@ describe('media phase on loopback', () => {
   it('refuses to run without the reflector key, or when the phase timeout cannot hold the stream', async () => {
     const noKey = await runOnce(mediaSpec(port(), {}));
     expect(noKey).toMatchObject({ failure: 'internal_error' });
-    expect(noKey.phases[0]!.evidence.error).toBe('the media phase needs media.reflectorKey in the config (the key of the reflector)');
+    expect(noKey.phases[0]!.evidence.error).toBe('media: needs media.reflectorKey in the config (the key of the reflector)');
     const short = await runOnce(mediaSpec(port(), { durationMs: 20_000 }, 10_000), withKey);
     expect(short).toMatchObject({ failure: 'internal_error' });
     expect(short.phases[0]!.evidence.timeoutMs).toBe(10_000);
     expect(short.phases[0]!.evidence.bytesSent).toBeUndefined(); // nothing was sent
-    expect(short.phases[0]!.evidence.error).toMatch(/^phaseTimeout 10000 ms is shorter than the stream \(20000 ms\) \+ drain \(2000 ms\)/);
+    expect(short.phases[0]!.evidence.error).toMatch(/^media: phaseTimeout 10000 ms is shorter than the stream \(20000 ms\) \+ drain \(2000 ms\)/);
   });
 
   it('sends nothing to a destination outside the allowlist: policy_denied', async () => {

@@ -250,7 +250,7 @@ describe('mtproto phase against an in-process lab DC on loopback', () => {
     const run = await runOnce(specFor({ endpoint: { host: '127.0.0.1', port: port.ws!, url }, phases: [{ mtproto: { dc: 2 } }] }));
     expect(run).toMatchObject({ failure: 'internal_error', failedPhase: 'mtproto' });
     expect(run.phases.map((p) => p.phase)).toEqual(['tcp', 'mtproto']);
-    expect(mtprotoOf(run.phases).evidence).toMatchObject({ error: 'a ws:// or wss:// target needs the websocket phase before mtproto' });
+    expect(mtprotoOf(run.phases).evidence).toMatchObject({ error: 'mtproto: a ws:// or wss:// target needs a websocket phase before mtproto' });
   });
 });
 

@@ -20,6 +20,7 @@ import { METHOD, longTermKey } from '../../src/protocol/turn.js';
 import type { RunRecord } from '../../src/result.js';
 import { TURN_PASSWORD, TURN_REALM, TURN_USER, coturnInstalled, startLoopbackCoturn, type Coturn } from '../lab/coturn.js';
 import { TEST_ALLOW, runOnce, specFor } from '../helpers/spec.js';
+import { counterInto } from '../helpers/net.js';
 
 const credentials = (password = TURN_PASSWORD): Map<string, TurnCredential> => new Map([['t', { username: TURN_USER, password }]]);
 
@@ -219,7 +220,7 @@ describe('turn phase without credentials, and the scripted-server checks of the 
 
   async function session(port: number) {
     const signal = new AbortController().signal;
-    const channel = await dialUdp({ address: '127.0.0.1', port, guard: new SafetyGuard({ allow: TEST_ALLOW }), signal });
+    const channel = await dialUdp({ address: '127.0.0.1', port, guard: new SafetyGuard({ allow: TEST_ALLOW }), signal, counter: counterInto({}, { datagrams: true }) });
     const client = new StunClient({ kind: 'datagram', channel }, signal);
     const turn = new TurnClient(client, { rtoMs: 50, rc: 3, rm: 4 }, { username: TURN_USER, password: TURN_PASSWORD });
     return { turn, client, close: () => (client.close(), channel.close()), signal };

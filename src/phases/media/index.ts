@@ -1,0 +1,130 @@
+import { roundMs } from '../../evidence.js';
+import { ProbeFailure } from '../../failure.js';
+import { compareStreams, type StreamComparison } from '../../media/differentiation.js';
+import { formatEndpoint } from '../../net/address.js';
+import { cryptoRng, opusLikeSize } from '../../protocol/media-packet.js';
+import type { GaugeSample } from '../../types.js';
+import { checkedSetting } from '../kit.js';
+import { turnCredentialName } from '../turn-params.js';
+import type { PhaseDefinition } from '../types.js';
+import { describeStream, differentiationEvidence, judge, type MediaEvidence } from './judge.js';
+import { END_MARGIN_MS, mediaParams, mediaProblem, packetCount } from './params.js';
+import { openDirectPath, openTurnPath, type MediaPath } from './paths.js';
+import { runStream, streamPlans } from './streams.js';
+
+export { mediaTimeoutNeededMs } from './params.js';
+export type { MediaEvidence, MediaStreamEvidence } from './judge.js';
+
+/** Both streams' first deadline, a little after setup so neither starts late. */
+const START_DELAY_MS = 5;
+
+/**
+ * `media`: a call-like stream to a callprobe reflector and back.
+ *
+ * One packet every `frameMs` (20 ms: 50 packets/s) for `durationMs`, payload sizes drawn like
+ * Opus voice, in one of the shapes of src/protocol/media-packet.ts, paced on the monotonic clock
+ * (src/media/pacer.ts, whose own error is in evidence). The reflector echoes each authentic
+ * packet, so every number is a round trip on one clock: loss, burst lengths, RFC 3550 jitter,
+ * RTT percentiles, reordering, duplicates, the delivered rate per 1 s bin, the last packet that
+ * came back (its index, bytes and time), and the E-model R and MOS (src/media/stats.ts). After
+ * the last send the phase keeps listening for a drain of 4 × the RTT p99 seen so far (250 ms to
+ * 2 s), so packets in flight are not counted as lost.
+ *
+ * Paths (./paths.ts): `direct` (UDP to the reflector: the target is the reflector) or `turn` (the
+ * target is a TURN server; an allocation of our own is made with the credentials of the config's
+ * `turn` section, a channel bound to `peer`, the reflector, and the stream goes as ChannelData
+ * through the relay; the allocation is released at the end, within `releaseWaitMs`).
+ *
+ * Differentiation (the Wehe method): with `control`, a second stream of that shape (normally
+ * `random`, the bit-inverse of the service shape: same sizes, same times, none of its bytes)
+ * runs at the same moments on its own socket, over the same path. The comparison
+ * (src/media/differentiation.ts) says in one sentence whether the service-shaped stream failed
+ * while the control did not; its statistical test is Wehe's rule on the per-second delivered
+ * rates: area between the quantile functions ≥ 0.10 and two-sample KS p < 0.05 is
+ * `differentiated`, neither is `not_differentiated`, only one is `inconclusive`.
+ *
+ * Failure: the service stream's classification (./judge.ts), by precedence `media_no_packets` >
+ * `stream_cutoff` (N = the 1-based index of the last packet that came back, with its bytes and
+ * time) > `media_throttled` > `media_degraded` (thresholds as params). A socket error (an ICMP
+ * port or host unreachable) ends the path: the stream stops there, `sent` counts only what was
+ * really sent, and the phase fails with the error as what it is (`connection_refused`,
+ * `host_unreachable`...; `pathError` in the stream's evidence), not as a cut-off or a loss of
+ * packets that never left. An error with nothing back is reported likewise.
+ */
+export const mediaPhase: PhaseDefinition<typeof mediaParams, 'addresses', MediaEvidence> = {
+  name: 'media',
+  params: mediaParams,
+  controlPhase: 'media',
+  needs: 'addresses',
+  check: (p, planned) => mediaProblem(p, planned),
+  gauges: ({ evidence }) => {
+    const samples: GaugeSample[] = [];
+    for (const s of evidence.streams ?? []) {
+      const cut = s.failure === 'stream_cutoff' && s.cutoff ? (s.cutoff as { afterPackets?: number; afterBytesSent?: number }) : null;
+      samples.push(
+        { gauge: 'media_loss_ratio', shape: s.shape, value: s.lossRatio },
+        { gauge: 'media_jitter_seconds', shape: s.shape, value: s.jitterMs / 1000 },
+        { gauge: 'media_mos', shape: s.shape, value: s.quality?.mos ?? null },
+        { gauge: 'stream_cutoff_packets', shape: s.shape, value: cut?.afterPackets ?? 0 },
+        { gauge: 'stream_cutoff_bytes', shape: s.shape, value: cut?.afterBytesSent ?? 0 },
+      );
+    }
+    return samples;
+  },
+  async run(ctx, { addresses }) {
+    const started = performance.now();
+    const p = ctx.params;
+    const key = checkedSetting(ctx.settings.mediaKey, 'media.reflectorKey');
+    const credential = p.via === 'turn' ? checkedSetting(ctx.settings.turnCredentials?.get(turnCredentialName(p, ctx.target)), 'the TURN credentials') : null;
+    const count = packetCount(p);
+    const streamMs = count * p.frameMs;
+    const deadline = started + ctx.timeoutMs - END_MARGIN_MS - (credential ? p.releaseWaitMs : 0);
+    const address = addresses[0];
+    ctx.transport = 'udp';
+    ctx.endpointUsed = formatEndpoint(address, ctx.endpoint.port);
+    Object.assign(ctx.evidence, { via: p.via, frameMs: p.frameMs, durationMs: streamMs, packetsPlanned: count });
+
+    const plans = streamPlans(p);
+    const paths: MediaPath[] = [];
+    try {
+      // One socket (and with TURN one allocation) per stream: each is its own flow, as two calls are.
+      for (let i = 0; i < plans.length; i++) {
+        paths.push(credential ? await openTurnPath(ctx, address, credential) : await openDirectPath(ctx, address));
+      }
+      if (credential) ctx.evidence.relays = paths.map((x) => x.describe);
+      const sizes = Array.from({ length: count }, () => opusLikeSize(cryptoRng));
+      const startMs = performance.now() + START_DELAY_MS;
+      const setupMs = roundMs(startMs - START_DELAY_MS - started);
+      ctx.evidence.setupMs = setupMs;
+      if (startMs + streamMs > deadline) {
+        // A slow TURN setup left too little of the timeout: say so rather than measure a stream cut by it.
+        throw new ProbeFailure('generic_timeout_error', `setting up the path took ${setupMs} ms: the ${streamMs} ms stream no longer fits in phaseTimeout`, {
+          timeoutMs: ctx.timeoutMs,
+        });
+      }
+      const runs = await Promise.all(
+        paths.map((path, i) => runStream(path, { ...plans[i]!, key, sizes, frameMs: p.frameMs, startMs, drainMs: p.drainMs, deadline, signal: ctx.signal })),
+      );
+      const sides = runs.map((run, i) => judge(run, plans[i]!, p));
+      ctx.evidence.streams = sides.map((s) => s.evidence);
+      const service = sides[0]!;
+      let comparison: StreamComparison | null = null;
+      if (sides[1]) {
+        const control = sides[1];
+        comparison = compareStreams(
+          { shape: service.label, stats: service.stats, failure: service.failure },
+          { shape: control.label, stats: control.stats, failure: control.failure },
+        );
+        ctx.evidence.differentiation = differentiationEvidence(comparison);
+      }
+      // The path failed mid-stream: that is the finding, whatever the packets before it show.
+      if (runs[0]!.pathError !== null) throw runs[0]!.pathError;
+      if (service.failure && paths[0]!.error) throw paths[0]!.error;
+      if (service.failure) {
+        throw new ProbeFailure(service.failure, `${service.label} stream: ${service.failure} (${describeStream(service)})${comparison ? `; ${comparison.summary}` : ''}`);
+      }
+    } finally {
+      await Promise.all(paths.map((x) => x.close()));
+    }
+  },
+};

@@ -1,0 +1,115 @@
+import { round6, roundMs } from '../../evidence.js';
+import { classify, type FailureCode } from '../../failure.js';
+import type { StreamComparison } from '../../media/differentiation.js';
+import { classifyStream, computeStreamStats, type MediaClassification, type StreamStats } from '../../media/stats.js';
+import type { Evidence } from '../../result.js';
+import type { MediaParams } from './params.js';
+import { opt, type StreamPlan, type StreamRun } from './streams.js';
+
+/** One stream's figures as they go into the record (`evidence.streams[]`); the gauges read them. */
+export interface MediaStreamEvidence {
+  role: 'service' | 'control';
+  shape: string;
+  controlOf?: string;
+  sent: number;
+  received: number;
+  lost: number;
+  lossRatio: number;
+  jitterMs: number;
+  quality: { r: number; mos: number; idd: number; ieEff: number; codec: string } | null;
+  failure: FailureCode | null;
+  cutoff: Record<string, unknown> | null;
+  [key: string]: unknown;
+}
+
+/** The `media` phase's evidence: the plan of the stream, its paths and every stream's figures. */
+export interface MediaEvidence extends Evidence {
+  via?: 'direct' | 'turn';
+  streams?: MediaStreamEvidence[];
+  differentiation?: Record<string, unknown>;
+  relays?: Array<Record<string, unknown>>;
+}
+
+export interface Judged {
+  readonly label: string;
+  readonly stats: StreamStats;
+  readonly failure: FailureCode | null;
+  readonly classification: MediaClassification;
+  readonly evidence: MediaStreamEvidence;
+}
+
+export function judge(run: StreamRun, plan: StreamPlan, p: MediaParams): Judged {
+  const stats = computeStreamStats(run.sent, run.received);
+  const classification = classifyStream(stats, {
+    ...opt('thresholds', p.thresholds),
+    ...opt('throttle', p.throttle),
+    ...opt('cutoff', p.cutoff),
+    frameMs: p.frameMs,
+  });
+  const { quality, cutoff, throttle, degraded } = classification;
+  const evidence: MediaStreamEvidence = {
+    role: plan.role,
+    shape: plan.shape,
+    ...opt('controlOf', plan.controlOf),
+    sent: stats.sent,
+    received: stats.received,
+    lost: stats.lost,
+    lossRatio: round6(stats.lossRatio),
+    duplicates: stats.duplicates,
+    reordered: stats.reordered,
+    unexpected: stats.unexpected,
+    stray: run.stray,
+    bytesSent: stats.bytesSent,
+    bytesReceived: stats.bytesReceived,
+    bursts: stats.bursts,
+    burstRatio: round6(stats.burstRatio),
+    jitterMs: roundMs(stats.jitterMs),
+    rttMs: stats.rttMs ? mapValues(stats.rttMs, roundMs) : null,
+    timeline: stats.timeline,
+    lastReceived: stats.lastReceived ? { ...stats.lastReceived, sendOffsetMs: roundMs(stats.lastReceived.sendOffsetMs), recvOffsetMs: roundMs(stats.lastReceived.recvOffsetMs) } : null,
+    quality: quality ? { r: roundMs(quality.r), mos: roundMs(quality.mos), idd: roundMs(quality.idd), ieEff: roundMs(quality.ieEff), codec: quality.codec } : null,
+    pacing: run.pacing,
+    drainMs: run.drainMs,
+    ...(run.pathError === null ? {} : { pathError: classify(run.pathError).error }),
+    failure: classification.failure,
+    degradedReasons: degraded.reasons,
+    cutoff: cutoff ? mapValues(cutoff, (v) => (typeof v === 'number' ? round6(v) : v)) : null,
+    throttle: throttle ? mapValues(throttle, (v) => (typeof v === 'number' ? round6(v) : v)) : null,
+  };
+  return { label: plan.shape, stats, failure: classification.failure, classification, evidence };
+}
+
+export function differentiationEvidence(c: StreamComparison): Record<string, unknown> {
+  return {
+    result: c.result,
+    serviceOnlyFailure: c.serviceOnlyFailure,
+    metric: c.metric,
+    service: c.service,
+    control: c.control,
+    area: round6(c.area.area),
+    signedArea: round6(c.area.signedArea),
+    ksD: round6(c.ks.d),
+    ksP: c.ks.p,
+    areaFires: c.areaFires,
+    ksFires: c.ksFires,
+    samples: c.samples,
+    reason: c.reason,
+    summary: c.summary,
+  };
+}
+
+export function describeStream(j: Judged): string {
+  const s = j.stats;
+  const parts = [`${s.received}/${s.sent} back`, `loss ${(100 * s.lossRatio).toFixed(1)} %`];
+  const c = j.classification.cutoff;
+  if (j.failure === 'stream_cutoff' && c) parts.push(`silent after packet ${c.afterPackets} (${c.afterBytesSent} bytes, ${roundMs(c.afterMs)} ms)`);
+  const t = j.classification.throttle;
+  if (j.failure === 'media_throttled' && t) parts.push(`delivered ${(t.deliveredRateBps / 1000).toFixed(1)} of ${(t.sentRateBps / 1000).toFixed(1)} kbit/s`);
+  if (j.failure === 'media_degraded') parts.push(`over thresholds: ${j.classification.degraded.reasons.join(', ')}`);
+  if (j.classification.quality) parts.push(`MOS ${j.classification.quality.mos.toFixed(2)}`);
+  return parts.join(', ');
+}
+
+function mapValues<T extends object>(o: T, f: (v: T[keyof T]) => unknown): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v as T[keyof T])]));
+}

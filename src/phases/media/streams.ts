@@ -1,0 +1,117 @@
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { roundMs } from '../../evidence.js';
+import { pacingReport, runPaced, type PacingReport } from '../../media/pacer.js';
+import { percentile, type ReceivedPacket, type SentPacket } from '../../media/stats.js';
+import { SERVICE_SHAPES, cryptoRng, decodeMediaPacket, encodeMediaPacket, type MediaShape, type ServiceShape } from '../../protocol/media-packet.js';
+import { MAX_DRAIN_MS, MIN_DRAIN_MS, type MediaParams } from './params.js';
+import type { MediaPath } from './paths.js';
+
+/**
+ * The streams of one media phase: the service-shaped one and, with `control`, its comparison
+ * stream, each paced on the monotonic clock on its own path and drained after the last send.
+ */
+
+export interface StreamPlan {
+  readonly role: 'service' | 'control';
+  readonly shape: MediaShape;
+  /** For `random`: the service shape inverted. */
+  readonly controlOf?: ServiceShape;
+}
+
+function isServiceShape(s: MediaShape): s is ServiceShape {
+  return (SERVICE_SHAPES as readonly string[]).includes(s);
+}
+
+export function streamPlans(p: MediaParams): StreamPlan[] {
+  const base = (s: MediaShape, of?: ServiceShape): StreamPlan['controlOf'] => (s === 'random' ? (of ?? 'rtp') : undefined);
+  const plans: StreamPlan[] = [{ role: 'service', shape: p.shape, ...opt('controlOf', base(p.shape, p.controlOf)) }];
+  if (p.control) {
+    // The control inverts the service shape itself, so only the bytes differ (Wehe).
+    const of = isServiceShape(p.shape) ? p.shape : p.controlOf;
+    plans.push({ role: 'control', shape: p.control, ...opt('controlOf', base(p.control, of)) });
+  }
+  return plans;
+}
+
+/** `{ [k]: v }`, or nothing when v is undefined (exactOptionalPropertyTypes-safe spreading). */
+export function opt<K extends string, V>(k: K, v: V | undefined): Partial<Record<K, V>> {
+  return v === undefined ? {} : ({ [k]: v } as Record<K, V>);
+}
+
+export interface StreamRun {
+  readonly sent: SentPacket[];
+  readonly received: ReceivedPacket[];
+  readonly pacing: PacingReport;
+  /** Datagrams that came back but are not authentic echoes of this stream. */
+  readonly stray: number;
+  readonly drainMs: number;
+  /** The socket error that ended the path before the last packet was sent, or null. */
+  readonly pathError: unknown;
+}
+
+export interface StreamOptions extends StreamPlan {
+  readonly key: Uint8Array;
+  readonly sizes: readonly number[];
+  readonly frameMs: number;
+  readonly startMs: number;
+  readonly drainMs: number | undefined;
+  readonly deadline: number;
+  readonly signal: AbortSignal;
+}
+
+/** Sends the paced stream on `path`, records every authentic echo, and drains. */
+export async function runStream(path: MediaPath, o: StreamOptions): Promise<StreamRun> {
+  const flowId = randomBytes(4).readUInt32BE(0);
+  const sent: SentPacket[] = [];
+  const received: ReceivedPacket[] = [];
+  let stray = 0;
+  path.onPacket((data, atMs) => {
+    let d;
+    try {
+      d = decodeMediaPacket(data, o.key);
+    } catch {
+      stray++;
+      return;
+    }
+    if (d.flowId !== flowId) stray++;
+    else received.push({ seq: d.seq, sendTimeMs: d.sendTimeUs / 1000, recvTimeMs: atMs, size: data.length });
+  });
+  // A send the path refuses (its socket failed) ends the stream: nothing more can leave or come back.
+  const failed = new AbortController();
+  const pacingErrors: number[] = [];
+  let pacing: PacingReport;
+  try {
+    pacing = await runPaced(
+      { count: o.sizes.length, intervalMs: o.frameMs, startMs: o.startMs, signal: AbortSignal.any([o.signal, failed.signal]) },
+      (seq, scheduledMs) => {
+        // The send time in the packet is the time it leaves: the RTT then excludes the pacer's error.
+        const sendTimeUs = Math.round(performance.now() * 1000);
+        const packet = encodeMediaPacket({
+          shape: o.shape,
+          ...opt('controlOf', o.controlOf),
+          flowId,
+          seq,
+          sendTimeUs,
+          payloadSize: o.sizes[seq]!,
+          key: o.key,
+          rng: cryptoRng,
+        });
+        if (!path.send(packet)) return failed.abort();
+        sent.push({ seq, sendTimeMs: sendTimeUs / 1000, size: packet.length });
+        pacingErrors.push(sendTimeUs / 1000 - scheduledMs);
+      },
+    );
+  } catch (err) {
+    if (!failed.signal.aborted || o.signal.aborted) throw err;
+    // Cut short: the pacer's own report is lost with its loop; the same measure over the sends made.
+    const pathError = await path.failure();
+    return { sent, received: [...received], pacing: pacingReport(pacingErrors), stray, drainMs: 0, pathError };
+  }
+  const rtts = received.map((r) => r.recvTimeMs - r.sendTimeMs).sort((a, b) => a - b);
+  const p99 = rtts.length > 0 ? percentile(rtts, 99) : Number.POSITIVE_INFINITY;
+  const wanted = o.drainMs ?? Math.min(MAX_DRAIN_MS, Math.max(MIN_DRAIN_MS, 4 * p99));
+  const drainMs = Math.max(0, Math.min(wanted, o.deadline - performance.now()));
+  await sleep(drainMs, undefined, { signal: o.signal });
+  return { sent, received: [...received], pacing, stray, drainMs: roundMs(drainMs), pathError: null };
+}
