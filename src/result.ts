@@ -57,6 +57,17 @@ export interface ProbeResult {
   failedPhase: string | null;
   /** The control consulted for the verdict, or null when none applied (see README "Verdicts"). */
   control: ControlRef | null;
+  /**
+   * How far callprobe's own clock can be trusted for this run: the worst event-loop delay seen
+   * while it ran. Above 50 ms (`reliable: false`) its durations and media timings may be
+   * inflated by callprobe's own stall, not by the network.
+   */
+  timing?: RunTiming;
+}
+
+export interface RunTiming {
+  eventLoopDelayMaxMs: number;
+  reliable: boolean;
 }
 
 /** A finished run before the verdict: the verdict needs the controls (engine/verdict.ts). */

@@ -4,6 +4,7 @@ import type { ProbeSpec } from '../types.js';
 import type { ProbeResult } from '../result.js';
 import { SafetyGuard } from './guard.js';
 import { Limiter } from './limiter.js';
+import { sharedLoopMonitor } from './loop-delay.js';
 import { runSpec, type RunnerDeps } from './runner.js';
 import { ControlBoard } from './verdict.js';
 
@@ -16,6 +17,8 @@ export class Engine {
   private board: ControlBoard;
 
   constructor(plan: Plan, log: Logger) {
+    // Watching the event loop from the start, so the first runs already know how far to trust their timings.
+    sharedLoopMonitor();
     this.deps = depsOf(plan, log);
     this.board = new ControlBoard(controlMaxAge(plan), plan.phases);
   }

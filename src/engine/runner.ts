@@ -11,6 +11,7 @@ import { plannedContext } from '../plan/specs.js';
 import { RESULT_SCHEMA, type Evidence, type PhaseResult, type ProbeResult, type RunRecord } from '../result.js';
 import { VERSION } from '../version.js';
 import type { DestinationGuard, PhaseSettings, PlannedPhase, ProbeSpec } from '../types.js';
+import { UNRELIABLE_LOOP_DELAY_MS, sharedLoopMonitor, type LoopDelayMonitor } from './loop-delay.js';
 
 export interface RunnerDeps {
   /** The phases the spec names, by name. */
@@ -19,6 +20,8 @@ export interface RunnerDeps {
   settings: PhaseSettings;
   vantage: ProbeResult['vantage'];
   log: Logger;
+  /** Where the run's worst event-loop delay is read (default: the process's shared monitor). */
+  loop?: LoopDelayMonitor;
 }
 
 /** What flows from one phase to the next, kept by the runner: each phase gets only the typed input it needs. */
@@ -38,6 +41,7 @@ interface RunState {
  */
 export async function runSpec(spec: ProbeSpec, deps: RunnerDeps, signal: AbortSignal): Promise<RunRecord> {
   const startedAt = new Date().toISOString();
+  const loop = deps.loop ?? sharedLoopMonitor();
   const t0 = performance.now();
   const state: RunState = { cleanups: [] };
   if (isIP(spec.endpoint.host) !== 0) state.addresses = [spec.endpoint.host];
@@ -66,6 +70,8 @@ export async function runSpec(spec: ProbeSpec, deps: RunnerDeps, signal: AbortSi
       }
     }
   }
+  const ended = performance.now();
+  const loopDelayMs = loop.worstBetween(t0, ended);
   return {
     schema: RESULT_SCHEMA,
     id: randomUUID(),
@@ -74,10 +80,11 @@ export async function runSpec(spec: ProbeSpec, deps: RunnerDeps, signal: AbortSi
     service: spec.service,
     target: spec.target,
     startedAt,
-    durationMs: roundMs(performance.now() - t0),
+    durationMs: roundMs(ended - t0),
     phases,
     failure,
     failedPhase,
+    timing: { eventLoopDelayMaxMs: loopDelayMs, reliable: loopDelayMs <= UNRELIABLE_LOOP_DELAY_MS },
   };
 }
 

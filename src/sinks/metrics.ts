@@ -95,6 +95,18 @@ export class Metrics {
     labelNames: ['service', 'target', 'shape'] as const,
     registers: [this.registry],
   });
+  private readonly loopDelay = new Histogram({
+    name: 'callprobe_run_event_loop_delay_seconds',
+    help: "The worst event-loop delay seen during each run: callprobe's own stall, which inflates the timings it records.",
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    registers: [this.registry],
+  });
+  private readonly unreliableTiming = new Counter({
+    name: 'callprobe_probe_unreliable_timing_total',
+    help: 'Runs whose timings are flagged unreliable: the event loop stalled more than 50 ms while they ran.',
+    labelNames: ['service', 'target'] as const,
+    registers: [this.registry],
+  });
   readonly recordsDropped = new Counter({
     name: 'callprobe_records_dropped_total',
     help: 'Results not written to the records because the write queue was full or the disk failed.',
@@ -146,6 +158,7 @@ export class Metrics {
     for (const s of specs) {
       this.runs.labels(s.service, s.target).inc(0);
       this.overlaps.labels(s.service, s.target).inc(0);
+      this.unreliableTiming.labels(s.service, s.target).inc(0);
       for (const v of VERDICTS) this.verdict.labels(s.service, s.target, v).set(0);
     }
     this.recordsDropped.inc(0);
@@ -164,6 +177,10 @@ export class Metrics {
       this.phaseDuration.labels(service, p.phase).observe(p.durationMs / 1000);
     }
     for (const v of VERDICTS) this.verdict.labels(service, target, v).set(v === result.verdict ? 1 : 0);
+    if (result.timing) {
+      this.loopDelay.observe(result.timing.eventLoopDelayMaxMs / 1000);
+      if (!result.timing.reliable) this.unreliableTiming.labels(service, target).inc();
+    }
     for (const p of result.phases) if (!p.skipped) this.observeGauges(service, target, p);
   }
 

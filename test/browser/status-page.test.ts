@@ -4,16 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { chromium, type Browser } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeNeeding } from '../helpers/requires.js';
 import { closedPort, tcpServer, type Running } from '../helpers/servers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ROOT = join(import.meta.dirname, '..', '..');
-const available = existsSync(CHROMIUM);
-if (!available && process.env.CI === 'true') throw new Error(`${CHROMIUM} is missing: scripts/test installs Debian's chromium`);
 
 /** The status page as a person sees it: a real daemon on loopback, rendered by Debian's Chromium. */
-describe.skipIf(!available)('status page in Chromium', () => {
+describeNeeding(existsSync(CHROMIUM) ? null : `${CHROMIUM} is missing: scripts/test installs Debian's chromium`, 'status page in Chromium', () => {
   let dir: string;
   let server: Running;
   let daemon: ChildProcess;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ProbeFailure } from '../../src/failure.js';
 import { PHASES, phaseRegistry } from '../../src/phases/index.js';
 import type { PhaseDefinition } from '../../src/phases/types.js';
@@ -60,6 +60,19 @@ const testPhases: PhaseDefinition[] = [
   },
 ];
 
+/**
+ * Runs `body` on a faked clock (timers and performance.now), so durations are exact instead of
+ * within a window of a shared machine's scheduling noise.
+ */
+async function onFakeClock(body: (advance: (ms: number) => Promise<void>) => Promise<void>): Promise<void> {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+  try {
+    await body(async (ms) => void (await vi.advanceTimersByTimeAsync(ms)));
+  } finally {
+    vi.useRealTimers();
+  }
+}
+
 /** The shipped phases and this file's own: passed in, so nothing global changes. */
 const registry = phaseRegistry([...PHASES.values(), ...testPhases]);
 const specFor = (opts: Parameters<typeof specWith>[0]) => specWith({ ...opts, registry });
@@ -78,11 +91,16 @@ describe('runner', () => {
   });
 
   it('times a phase out at its own timeout even if the phase ignores its signal', async () => {
-    const spec = specFor({ endpoint, phases: ['test-hang'], timeoutMs: 150 });
-    const run = await runOnce(spec);
-    expect(run.failure).toBe('generic_timeout_error');
-    expect(run.phases[0]!.evidence).toMatchObject({ bytesSent: 7, timeoutMs: 150 });
-    expect(run.phases[0]!.durationMs).toBeGreaterThanOrEqual(149);
+    await onFakeClock(async (advance) => {
+      const spec = specFor({ endpoint, phases: ['test-hang'], timeoutMs: 150 });
+      const running = runOnce(spec);
+      await advance(150); // the timeout
+      await advance(3000); // the bounded wait for a phase that ignores its signal
+      const run = await running;
+      expect(run.failure).toBe('generic_timeout_error');
+      expect(run.phases[0]!.evidence).toMatchObject({ bytesSent: 7, timeoutMs: 150 });
+      expect(run.phases[0]!.durationMs).toBe(150);
+    });
   });
 
   it('marks the running phase interrupted when the whole run is cancelled', async () => {
@@ -95,13 +113,18 @@ describe('runner', () => {
   });
 
   it('lets a timed-out phase finish its release before the run closes its connection', async () => {
-    order.length = 0;
-    const run = await runOnce(specFor({ endpoint, phases: ['test-release'], timeoutMs: 100 }));
-    expect(run.failure).toBe('generic_timeout_error');
-    expect(order).toEqual(['released', 'cleanup']);
-    expect(run.phases[0]!.evidence.released).toBe(true);
-    // Timed to the failure (100 ms), not to the end of the release (at least 300 ms).
-    expect(run.phases[0]!.durationMs).toBeLessThan(300);
+    await onFakeClock(async (advance) => {
+      order.length = 0;
+      const running = runOnce(specFor({ endpoint, phases: ['test-release'], timeoutMs: 100 }));
+      await advance(100); // the timeout
+      await advance(200); // the release's round trip
+      const run = await running;
+      expect(run.failure).toBe('generic_timeout_error');
+      expect(order).toEqual(['released', 'cleanup']);
+      expect(run.phases[0]!.evidence.released).toBe(true);
+      // Timed to the failure (100 ms), not to the end of the release (300 ms).
+      expect(run.phases[0]!.durationMs).toBe(100);
+    });
   });
 
   it('keeps a ProbeFailure code and its evidence', async () => {

@@ -59,6 +59,11 @@ export interface Coturn {
   stop(): Promise<void>;
 }
 
+/** Why the coturn tests cannot run here, or null when they can. */
+export function coturnMissing(): string | null {
+  return coturnInstalled() ? null : 'turnserver is not installed (apt-get install -y coturn)';
+}
+
 export function coturnInstalled(): boolean {
   try {
     execFileSync('turnserver', ['--help'], { stdio: 'ignore', timeout: 5000 });

@@ -97,12 +97,11 @@ describe('stun phase over UDP', () => {
     const attempts = e.attempts as Array<{ attempt: number; sentAtMs: number; rttMs: number }>;
     expect(attempts.map((a) => a.attempt)).toEqual([1, 2, 3]);
     expect(e.retransmissions).toBe(2);
-    // Sent at 0, RTO, 3 RTO (RFC 8489 §6.2.1), within timer slack (libuv's timers tick in whole
-    // milliseconds of a loop clock cached per iteration: up to 1 ms early against performance.now).
-    expect(attempts[1]!.sentAtMs).toBeGreaterThanOrEqual(98);
-    expect(attempts[1]!.sentAtMs).toBeLessThan(160);
-    expect(attempts[2]!.sentAtMs).toBeGreaterThanOrEqual(298);
-    expect(attempts[2]!.sentAtMs).toBeLessThan(380);
+    // Sent at 0, RTO, 3 RTO (RFC 8489 §6.2.1): the exact schedule is checked on a faked clock in
+    // test/net/stun-client.test.ts; here, on the real one, only that each attempt is timed after the last.
+    expect(attempts[0]!.sentAtMs).toBe(0);
+    expect(attempts[1]!.sentAtMs).toBeGreaterThan(attempts[0]!.sentAtMs);
+    expect(attempts[2]!.sentAtMs).toBeGreaterThan(attempts[1]!.sentAtMs);
     expect(attempts[0]!.rttMs - attempts[2]!.rttMs).toBeCloseTo(attempts[2]!.sentAtMs, 2);
     expect(e.rttMs).toBe(attempts[2]!.rttMs);
     // Every retransmission carries the same transaction id.

@@ -39,6 +39,18 @@ describe('Prometheus metrics', () => {
     expect(text).toContain('callprobe_probe_verdict{service="telegram",target="dc2",verdict="ok"} 0');
   });
 
+  it('counts runs whose own timing was unreliable, and the worst event-loop delay per run', async () => {
+    const m = new Metrics('lab');
+    m.declare([specFor({ endpoint: { host: '198.18.2.2', port: 443 }, phases: ['tcp'], service: 'telegram', target: 'dc2' })]);
+    m.observe(result({ timing: { eventLoopDelayMaxMs: 12, reliable: true } }));
+    m.observe(result({ timing: { eventLoopDelayMaxMs: 424, reliable: false } }));
+    const text = await m.registry.metrics();
+    expect(text).toContain('callprobe_probe_unreliable_timing_total{service="telegram",target="dc2"} 1');
+    expect(text).toContain('callprobe_run_event_loop_delay_seconds_bucket{le="0.025"} 1');
+    expect(text).toContain('callprobe_run_event_loop_delay_seconds_bucket{le="0.5"} 2');
+    expect(text).toContain('callprobe_run_event_loop_delay_seconds_count 2');
+  });
+
   it('passes promtool check metrics without a lint problem', async () => {
     const m = new Metrics('lab');
     m.declare([specFor({ endpoint: { host: '198.18.2.2', port: 443 }, phases: ['tcp'], service: 'telegram', target: 'dc2' })]);

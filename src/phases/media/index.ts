@@ -91,7 +91,6 @@ export const mediaPhase: PhaseDefinition<typeof mediaParams, 'addresses', MediaE
       for (let i = 0; i < plans.length; i++) {
         paths.push(credential ? await openTurnPath(ctx, address, credential) : await openDirectPath(ctx, address));
       }
-      if (credential) ctx.evidence.relays = paths.map((x) => x.describe);
       const sizes = Array.from({ length: count }, () => opusLikeSize(cryptoRng));
       const startMs = performance.now() + START_DELAY_MS;
       const setupMs = roundMs(startMs - START_DELAY_MS - started);

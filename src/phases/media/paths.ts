@@ -81,6 +81,8 @@ export async function openTurnPath(ctx: PhaseContext<MediaParams>, address: stri
   });
   const allocation = new TurnAllocation(client, RFC8489_RETRANSMISSION, credential);
   const describe: Record<string, unknown> = { localAddress: formatEndpoint(channel.localAddress, channel.localPort) };
+  // In the evidence from the start: a path that fails to open still says whether its allocation was released.
+  ((ctx.evidence.relays ??= []) as Array<Record<string, unknown>>).push(describe);
   const release = async (): Promise<void> => {
     const released = await allocation.release(p.releaseWaitMs, () => ctx.trace.now());
     if (!released) return;
