@@ -11,7 +11,7 @@ const { values } = parseArgs({ options: { config: { type: 'string' }, spec: { ty
 const plan = loadPlan(values.config);
 const spec = plan.specs.find((s) => s.id === values.spec);
 if (!spec) throw new Error(`no spec ${values.spec}`);
-const deps = { guard: new SafetyGuard(plan.safety), settings: plan.settings, vantage: { name: 'bench' }, log: silentLogger() };
+const deps = { phases: plan.phases, guard: new SafetyGuard(plan.safety), settings: plan.settings, vantage: { name: 'bench' }, log: silentLogger() };
 const limiter = new Limiter(Number(values.concurrency ?? 8));
 const runMany = async (n) => {
   let failures = 0;

@@ -1,6 +1,6 @@
 import { createLab, isRoot } from '../test/lab/index.js';
 import { benchPacing, formatPacing } from './pacing.js';
-import { benchProbes } from './probes.js';
+import { DEPLOYED_ENV, DEPLOYED_NODE_OPTIONS, benchIdle, benchProbes } from './probes.js';
 import { benchStun, formatStunBench } from './stun.js';
 
 /**
@@ -15,8 +15,10 @@ async function main(): Promise<void> {
   }
   const lab = await createLab();
   try {
-    const rows = await benchProbes(lab, { tcpCount: Number(process.env.BENCH_TCP ?? 3000), tlsCount: Number(process.env.BENCH_TLS ?? 1000), concurrency: 8 });
-    console.log('\nTCP-connect and TLS-handshake probes (lab, same targets, concurrency 8)');
+    const idle: { blackboxRssMiB?: number } = {};
+    const rows = await benchProbes(lab, { tcpCount: Number(process.env.BENCH_TCP ?? 3000), tlsCount: Number(process.env.BENCH_TLS ?? 1000), concurrency: 8 }, idle);
+    const settings = process.env.BENCH_NODE_DEFAULTS === '1' ? "Node's defaults" : `as installed: NODE_OPTIONS=${DEPLOYED_NODE_OPTIONS} ${Object.entries(DEPLOYED_ENV).map(([k, v]) => `${k}=${v}`).join(' ')}`;
+    console.log(`\nTCP-connect and TLS-handshake probes (lab, same targets, concurrency 8; callprobe ${settings})`);
     console.log('kind  tool               probes  failures  cpu-s    probes/cpu-s  peak RSS MiB');
     for (const r of rows) {
       console.log(
@@ -29,7 +31,17 @@ async function main(): Promise<void> {
       console.log(
         `ratio ${kind}: callprobe/blackbox_exporter probes per CPU-second = ${(cp.probesPerCpuSecond / bb.probesPerCpuSecond).toFixed(2)}, peak RSS = ${(cp.peakRssMiB / bb.peakRssMiB).toFixed(2)}`,
       );
+      const floor = rows.find((r) => r.kind === kind && r.tool === 'node tls.connect');
+      if (floor) {
+        console.log(
+          `floor ${kind}: bare tls.connect/blackbox_exporter = ${(floor.probesPerCpuSecond / bb.probesPerCpuSecond).toFixed(2)}; callprobe/bare tls.connect = ${(cp.probesPerCpuSecond / floor.probesPerCpuSecond).toFixed(2)}`,
+        );
+      }
     }
+    const rest = await benchIdle(lab);
+    console.log(`\nIdle RSS (the daemon at rest with the embedded catalogue planned, ${rest.targets} targets, nothing probed; lab namespace without a route out)`);
+    console.log(`callprobe as installed ${rest.callprobeRssMiB.toFixed(1)} MiB, with Node's defaults ${rest.callprobeDefaultsRssMiB.toFixed(1)} MiB, bare node ${rest.bareNodeRssMiB.toFixed(1)} MiB, blackbox_exporter ${idle.blackboxRssMiB?.toFixed(1)} MiB`);
+    console.log(`ratio idle RSS: callprobe/blackbox_exporter = ${(rest.callprobeRssMiB / idle.blackboxRssMiB!).toFixed(2)}; callprobe above bare node = ${(rest.callprobeRssMiB - rest.bareNodeRssMiB).toFixed(1)} MiB`);
     console.log('\nSTUN Binding transactions against the lab coturn');
     console.log(formatStunBench(await benchStun(lab, { count: Number(process.env.BENCH_STUN ?? 3000), processCount: 200, concurrency: 8 })));
   } finally {

@@ -45,9 +45,13 @@ export class LoopDelayMonitor {
   /** The worst delay (ms, µs precision) seen between two performance.now() readings. */
   worstBetween(fromMs: number, toMs: number): number {
     let worst = 0;
-    for (let i = 0; i < this.filled; i++) {
+    // Newest first, stopping at the first window that ended before the run began: the cost is the
+    // run's own length in windows, not the whole ring's.
+    for (let n = 0; n < this.filled; n++) {
+      const i = (this.next + WINDOWS - 1 - n) % WINDOWS;
+      if (this.endsAt[i]! < fromMs) break;
       // A window [endsAt - WINDOW_MS, endsAt] that overlaps the run; a stall is recorded in the window it ends in.
-      if (this.endsAt[i]! >= fromMs && this.endsAt[i]! - WINDOW_MS <= toMs) worst = Math.max(worst, this.maxMs[i]!);
+      if (this.endsAt[i]! - WINDOW_MS <= toMs) worst = Math.max(worst, this.maxMs[i]!);
     }
     // The window still open (its maximum not rolled in yet) overlaps a run that ends in it.
     const lastEnd = this.filled === 0 ? -Infinity : this.endsAt[(this.next + WINDOWS - 1) % WINDOWS]!;

@@ -99,20 +99,24 @@ async function runPhase(
   const planned = spec.phases[index]!;
   const definition = deps.phases.get(planned.name);
   const controller = new AbortController();
-  const onRunAbort = (): void => controller.abort(interruptedBy(runSignal.reason));
+  // The phase ends at its timeout or with the run, whichever comes first: both abort its signal and
+  // settle the race below directly (one listener fewer per phase: AbortSignal listeners are not cheap).
+  let stop: (reason: unknown) => void = () => {};
+  const stopped = new Promise<never>((_, reject) => (stop = reject));
+  const end = (reason: unknown): void => {
+    controller.abort(reason);
+    stop(reason);
+  };
+  const onRunAbort = (): void => end(interruptedBy(runSignal.reason));
   if (runSignal.aborted) onRunAbort();
   else runSignal.addEventListener('abort', onRunAbort, { once: true });
   const timer = setTimeout(
-    () =>
-      controller.abort(
-        new ProbeFailure('generic_timeout_error', `${planned.name}: no answer within ${planned.timeoutMs} ms`, {
-          timeoutMs: planned.timeoutMs,
-        }),
-      ),
+    () => end(new ProbeFailure('generic_timeout_error', `${planned.name}: no answer within ${planned.timeoutMs} ms`, { timeoutMs: planned.timeoutMs })),
     planned.timeoutMs,
   );
   const evidence: Evidence = {};
   const trace = new PhaseTrace(evidence, { probe: spec.id, phase: planned.name });
+  let childLog: Logger | undefined;
   const ctx: PhaseContext = {
     service: spec.service,
     target: spec.target,
@@ -122,7 +126,10 @@ async function runPhase(
     timeoutMs: planned.timeoutMs,
     guard: deps.guard,
     settings: deps.settings,
-    log: deps.log.child({ probe: spec.id, phase: planned.name }),
+    // Made on first use: most phases never log, and a child logger per phase showed in profiles.
+    get log() {
+      return (childLog ??= deps.log.child({ probe: spec.id, phase: planned.name }));
+    },
     evidence,
     trace,
     endpointUsed: defaultEndpoint(spec),
@@ -139,7 +146,7 @@ async function runPhase(
     const problem = definition.check?.(planned.params, plannedContext(spec, index, deps.settings)) ?? null;
     if (problem !== null) throw new ProbeFailure('internal_error', `${planned.name}: ${problem}`, { timeoutMs: planned.timeoutMs });
     running = definition.run(ctx, inputFor(definition, planned, state, deps));
-    const output = await Promise.race([running, rejectOnAbort(controller.signal)]);
+    const output = await Promise.race([running, stopped]);
     ended = performance.now();
     if (output && 'addresses' in output) state.addresses = output.addresses;
     if (output && 'connection' in output) state.connection = output.connection;
@@ -150,7 +157,7 @@ async function runPhase(
     clearTimeout(timer);
     runSignal.removeEventListener('abort', onRunAbort);
     // Whatever the phase was doing in the background is over now.
-    if (!controller.signal.aborted) controller.abort(new ProbeFailure('interrupted', 'phase finished'));
+    if (!controller.signal.aborted) controller.abort(PHASE_FINISHED);
   }
   // A phase told to stop may still owe the server a goodbye (TURN's Refresh with lifetime 0):
   // give it a bounded moment before the run's cleanups close the sockets under it.
@@ -192,6 +199,9 @@ function inputFor(definition: PhaseDefinition, planned: PlannedPhase, state: Run
   return { kind: 'connection', connection };
 }
 
+/** Shared: every phase ends this way, and an Error (with its stack) per phase shows in profiles. */
+const PHASE_FINISHED = new ProbeFailure('interrupted', 'phase finished');
+
 /** How long a cancelled phase may take to release what it holds (TURN's default releaseWaitMs is 2 s). */
 const PHASE_SETTLE_MS = 3000;
 
@@ -230,13 +240,6 @@ function classifyPhaseError(err: unknown, ctx: PhaseContext, deps: RunnerDeps, s
 function interruptedBy(reason: unknown): ProbeFailure {
   if (reason instanceof ProbeFailure) return reason;
   return new ProbeFailure('interrupted', typeof reason === 'string' ? reason : 'run cancelled');
-}
-
-function rejectOnAbort(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    if (signal.aborted) reject(signal.reason);
-    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-  });
 }
 
 function skippedPhase(planned: PlannedPhase, spec: ProbeSpec): PhaseResult {

@@ -14,7 +14,7 @@
  * from node:crypto (OpenSSL). Nothing here implements curve arithmetic itself.
  */
 import { createPublicKey, verify } from 'node:crypto';
-import { ed25519 } from '@noble/curves/ed25519.js';
+import { Field } from '@noble/curves/abstract/modular.js';
 
 export const CURVE25519_KEY_BYTES = 32;
 export const XEDDSA_SIGNATURE_BYTES = 64;
@@ -22,7 +22,12 @@ export const XEDDSA_SIGNATURE_BYTES = 64;
 /** DER SubjectPublicKeyInfo prefix for a raw Ed25519 key (RFC 8410 §4, OID 1.3.101.112). */
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 
-const Fp = ed25519.Point.Fp;
+/**
+ * GF(2^255 - 19), little-endian as Curve25519 and Ed25519 encode it (RFC 7748 §5, RFC 8032 §5.1.2):
+ * noble's field alone, without loading its curves (their threshold-signature and FFT modules
+ * would cost the daemon memory for nothing).
+ */
+const Fp = Field(2n ** 255n - 19n, { isLE: true });
 
 /**
  * The compressed Edwards point for Montgomery u with the given sign bit, or null when u has no

@@ -18,7 +18,11 @@ function fakeChannel() {
     receive: () => new Promise((resolve) => (inbox.length > 0 ? resolve(inbox.shift()!) : (waiting = resolve))),
     close: () => {},
   };
-  const answer = (b: Buffer): void => (waiting ? (waiting(b), (waiting = null)) : void inbox.push(b));
+  const answer = (b: Buffer): void => {
+    if (!waiting) return void inbox.push(b);
+    waiting(b);
+    waiting = null;
+  };
   return { channel, sentAt, answer };
 }
 

@@ -60,6 +60,21 @@ describe('tls phase on loopback', () => {
     expect(run.phases[1]!.evidence.certificate).toMatchObject({ subject: 'other.lab.test' });
   });
 
+  it('matches names as RFC 6125 §6 says: a wildcard is one whole leftmost label; an IP only an IP address', async () => {
+    const wild = await ca.issue(['*.wild.lab.test'], { ips: ['127.0.0.2'] });
+    const server = await tlsServer({ cert: wild.certPem, key: wild.keyPem });
+    servers.push(server);
+    const outcome = async (sni: string | undefined): Promise<string | null> => {
+      const endpoint = { host: '127.0.0.1', port: server.port, ...(sni ? { sni } : {}) };
+      return (await runOnce(specFor({ endpoint, phases: ['tcp', 'tls'] }), { settings: { extraCa: [ca.caCertPem] } })).failure;
+    };
+    expect(await outcome('a.wild.lab.test')).toBeNull();
+    expect(await outcome('a.b.wild.lab.test')).toBe('ssl_invalid_hostname');
+    expect(await outcome('wild.lab.test')).toBe('ssl_invalid_hostname');
+    // No SNI on an IP-literal target: checked against the IP, which this certificate does not name.
+    expect(await outcome(undefined)).toBe('ssl_invalid_hostname');
+  });
+
   it('reports an unknown CA as ssl_unknown_authority', async () => {
     const run = await runOnce(tlsSpec(good.port));
     expect(run.failure).toBe('ssl_unknown_authority');
