@@ -24,7 +24,7 @@ status.declare(plan.specs);
 const recordsDir = join(mkdtempSync(join(tmpdir(), 'callprobe-idle-')), 'records');
 const records = new RecordWriter({ dir: recordsDir, ...plan.config.records });
 const engine = new Engine(plan, log);
-const server = createHttpServer({ registry: metrics.registry, status, recordsDir, vantage: 'idle', startedAt: new Date().toISOString(), log, health: () => ({ ok: true, detail: {} }) });
+const server = createHttpServer({ registry: metrics.registry, status, recordsDir, current: () => ({ vantage: 'idle' }), startedAt: new Date().toISOString(), log, health: () => ({ ok: true, detail: {} }) });
 server.listen(0, '127.0.0.1');
 await once(server, 'listening');
 // One scrape, as a Prometheus would do soon after start (node:http: fetch would load undici, which the daemon never does).

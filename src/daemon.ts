@@ -98,9 +98,8 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
         registry: metrics.registry,
         status,
         recordsDir,
-        vantage: plan.config.vantage.name,
+        current: () => ({ vantage: plan.config.vantage.name, token: plan.config.http.token }),
         startedAt,
-        ...(plan.config.http.token ? { token: plan.config.http.token } : {}),
         log,
         health: () => ({ ok: true, detail: { targets: plan.specs.length, activeRuns: scheduler.active } }),
       })
@@ -126,14 +125,20 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
       if (next.config.http.listen !== plan.config.http.listen || next.config.dataDir !== plan.config.dataDir) {
         log.warn('http.listen and dataDir changes take effect on restart');
       }
+      // Say what changed, never the values of secrets: a rotated token must be visible as done.
+      const changed = [
+        ...(next.config.http.token !== plan.config.http.token ? ['http.token'] : []),
+        ...(next.config.vantage.name !== plan.config.vantage.name ? ['vantage.name'] : []),
+      ];
       plan = next;
+      metrics.setVantage(plan.config.vantage.name);
       engine.update(plan);
       metrics.declare(plan.specs);
       status.declare(plan.specs);
       scheduler.replace(plan.specs);
       metrics.configReloadOk.set(1);
       metrics.configReloadTime.set(Date.now() / 1000);
-      log.info({ targets: plan.specs.length }, 'configuration reloaded');
+      log.info({ targets: plan.specs.length, vantage: plan.config.vantage.name, applied: changed }, 'configuration reloaded');
       return true;
     } catch (err) {
       metrics.configReloadOk.set(0);

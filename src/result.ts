@@ -39,6 +39,9 @@ export interface ControlRef {
   phase: string;
   ok: boolean;
   startedAt: string;
+  /** For a control that failed: its run's failure and the phase it failed at (which may come before `phase`). */
+  failure?: FailureCode | null;
+  failedPhase?: string | null;
 }
 
 export interface ProbeResult {

@@ -180,10 +180,20 @@ safety: { allow: [127.0.0.0/8, "::1/128", 198.18.0.0/15] }
       await waitFor('configuration reload failed: keeping the previous configuration');
       expect(await (await fetch(`${base}/metrics`)).text()).toContain('callprobe_config_last_reload_successful 0');
 
-      writeFileSync(config, configText('renamed', 1));
+      // The reload renames the vantage and sets a token: both apply at once (a leaked token is rotated by a reload).
+      const token = 'rotated-0123456789abcdef';
+      writeFileSync(config, configText('renamed', 1).replace('http: { listen: "127.0.0.1:0" }', `http: { listen: "127.0.0.1:0", token: "${token}" }`));
       daemon.kill('SIGHUP');
-      await waitFor('configuration reloaded');
-      expect(await (await fetch(`${base}/metrics`)).text()).toContain('callprobe_config_last_reload_successful 1');
+      const reloaded = await waitFor('configuration reloaded');
+      expect(reloaded.applied).toEqual(['http.token', 'vantage.name']);
+      expect(JSON.stringify(logs)).not.toContain(token);
+      expect((await fetch(`${base}/metrics`)).status).toBe(401);
+      const authorized = { headers: { Authorization: `Bearer ${token}` } };
+      const after = await (await fetch(`${base}/metrics`, authorized)).text();
+      expect(after).toContain('callprobe_config_last_reload_successful 1');
+      expect(after).toMatch(/callprobe_build_info\{version="[^"]+",vantage="renamed"\} 1/);
+      expect(after).not.toContain('vantage="cli-test"');
+      expect(((await (await fetch(`${base}/api/status`, authorized)).json()) as { vantage: string }).vantage).toBe('renamed');
       const finishedBefore = logs.filter((l) => l.msg === 'probe finished').length;
       await waitFor('probe finished', finishedBefore + 1);
 

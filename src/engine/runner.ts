@@ -110,12 +110,9 @@ async function runPhase(
   const onRunAbort = (): void => end(interruptedBy(runSignal.reason));
   if (runSignal.aborted) onRunAbort();
   else runSignal.addEventListener('abort', onRunAbort, { once: true });
-  const timer = setTimeout(
-    () => end(new ProbeFailure('generic_timeout_error', `${planned.name}: no answer within ${planned.timeoutMs} ms`, { timeoutMs: planned.timeoutMs })),
-    planned.timeoutMs,
-  );
   const evidence: Evidence = {};
   const trace = new PhaseTrace(evidence, { probe: spec.id, phase: planned.name });
+  const timer = setTimeout(() => end(timeoutFailure(planned, trace)), planned.timeoutMs);
   let childLog: Logger | undefined;
   const ctx: PhaseContext = {
     service: spec.service,
@@ -178,6 +175,17 @@ async function runPhase(
     // A snapshot: a phase still finishing in the background cannot change a returned result.
     evidence: { ...evidence },
   };
+}
+
+/**
+ * The phase ran out of time. Whether anything at all came back tells a silent path from one that
+ * answered part of the way (a censor that lets the first bytes through), so the text says which.
+ */
+function timeoutFailure(planned: PlannedPhase, trace: PhaseTrace): ProbeFailure {
+  trace.settle();
+  const received = trace.evidence.bytesReceived ?? 0;
+  const what = received > 0 ? `partial answer: ${received} bytes, then nothing within ${planned.timeoutMs} ms` : `no answer within ${planned.timeoutMs} ms`;
+  return new ProbeFailure('generic_timeout_error', `${planned.name}: ${what}`, { timeoutMs: planned.timeoutMs });
 }
 
 /**

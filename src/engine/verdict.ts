@@ -40,16 +40,23 @@ export class ControlBoard {
   record(run: RunRecord): void {
     const at = Date.parse(run.startedAt);
     for (const phase of run.phases) {
-      if (phase.skipped) continue;
       let byTarget = this.latest.get(phase.phase);
       if (!byTarget) this.latest.set(phase.phase, (byTarget = new Map()));
-      byTarget.set(`${run.target}/${familyOf(phase.endpoint)}`, {
+      // A phase skipped because an earlier one failed was not reached: for the services leaning on
+      // it, the control failed there too (the vantage could not get that far), and the record says
+      // where and how it failed instead of pretending no control ran.
+      const failed = !phase.ok;
+      // Not reached, so over no address family in particular: it replaces whatever this target
+      // showed at that phase before, over any family.
+      if (phase.skipped) for (const key of [...byTarget.keys()]) if (key.startsWith(`${run.target}/`)) byTarget.delete(key);
+      byTarget.set(`${run.target}/${phase.skipped ? null : familyOf(phase.endpoint)}`, {
         target: run.target,
         phase: phase.phase,
         ok: phase.ok,
         startedAt: run.startedAt,
+        ...(failed ? { failure: run.failure, failedPhase: run.failedPhase } : {}),
         at,
-        family: familyOf(phase.endpoint),
+        family: phase.skipped ? null : familyOf(phase.endpoint),
       });
     }
   }
@@ -86,5 +93,6 @@ function familyOf(endpoint: string): 4 | 6 | null {
 }
 
 function strip(c: Remembered): ControlRef {
-  return { target: c.target, phase: c.phase, ok: c.ok, startedAt: c.startedAt };
+  const { at: _at, family: _family, ...ref } = c;
+  return ref;
 }

@@ -12,6 +12,7 @@
  * EncryptAndHash of an empty payload with no key would be MixHash("")); everything else is
  * the spec's symmetric state with HKDF-SHA256 and AES-256-GCM.
  */
+import { ProbeFailure } from '../failure.js';
 import {
   createCipheriv,
   createDecipheriv,
@@ -273,7 +274,15 @@ export class WaNoiseClient {
     // <- s (encrypted)
     const serverStatic = state.decryptAndHash(sealedStatic, 'static');
     // es: only the owner of that static key can have sealed the payload under this key.
-    state.mixKey(x25519(this.ephemeral.privateKey, serverStatic, 'server static'));
+    let es: Uint8Array;
+    try {
+      es = x25519(this.ephemeral.privateKey, serverStatic, 'server static');
+    } catch (err) {
+      // The static did decrypt (it was sealed for us), but to a key no real Noise peer has.
+      if (err instanceof ProbeFailure) throw malformed('the server static key decrypted, but is not a usable X25519 key', { ...err.evidence, staticDecrypted: true });
+      throw err;
+    }
+    state.mixKey(es);
     const certChain = state.decryptAndHash(payload, 'payload');
     return {
       serverEphemeral: Uint8Array.from(ephemeral),

@@ -12,9 +12,9 @@ export interface HttpDeps {
   registry: Registry;
   status: StatusBoard;
   recordsDir: string;
-  vantage: string;
+  /** What a reload may change (SIGHUP rotates the token and renames the vantage at once). */
+  current(): { vantage: string; token?: string | undefined };
   startedAt: string;
-  token?: string;
   log: Logger;
   health(): { ok: boolean; detail: Record<string, unknown> };
 }
@@ -37,9 +37,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps)
   if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n');
   // Without a token the server listens on loopback only; a page in the volunteer's browser could
   // still reach it through DNS rebinding, so only loopback Host names are served.
-  if (!deps.token && !loopbackHost(req.headers.host)) return send(res, 403, 'text/plain', 'forbidden: use http://127.0.0.1 or a token\n');
+  const { vantage, token } = deps.current();
+  if (!token && !loopbackHost(req.headers.host)) return send(res, 403, 'text/plain', 'forbidden: use http://127.0.0.1 or a token\n');
   // /healthz stays open so that a supervisor can check liveness without the token.
-  if (url.pathname !== '/healthz' && deps.token && !authorized(req, deps.token)) {
+  if (url.pathname !== '/healthz' && token && !authorized(req, token)) {
     res.setHeader('WWW-Authenticate', 'Bearer realm="callprobe"');
     return send(res, 401, 'text/plain', 'unauthorized\n');
   }
@@ -51,7 +52,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps)
       return json(res, h.ok ? 200 : 503, { status: h.ok ? 'ok' : 'unhealthy', version: VERSION, ...h.detail });
     }
     case '/api/status':
-      return json(res, 200, { vantage: deps.vantage, version: VERSION, startedAt: deps.startedAt, targets: deps.status.list() });
+      return json(res, 200, { vantage, version: VERSION, startedAt: deps.startedAt, targets: deps.status.list() });
     case '/api/results': {
       const limitText = url.searchParams.get('limit') ?? '100';
       const sinceText = url.searchParams.get('since');
@@ -71,7 +72,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps)
         res,
         200,
         'text/html; charset=utf-8',
-        renderStatusPage({ vantage: deps.vantage, version: VERSION, startedAt: deps.startedAt, targets: deps.status.list() }),
+        renderStatusPage({ vantage, version: VERSION, startedAt: deps.startedAt, targets: deps.status.list() }),
       );
     default:
       return send(res, 404, 'text/plain', 'not found\n');

@@ -123,6 +123,36 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private readonly buildInfo = new Gauge({
+    name: 'callprobe_build_info',
+    help: 'Always 1; the labels say which callprobe runs where.',
+    labelNames: ['version', 'vantage'] as const,
+    registers: [this.registry],
+  });
+
+  /** The (service, target) pairs of the plan, and those a reload dropped. */
+  private declared = new Set<string>();
+  private readonly forgotten = new Set<string>();
+
+  /** Every metric with a `target` label: what a dropped target leaves behind. */
+  private get perTarget(): Array<Counter<string> | Gauge<string>> {
+    return [
+      this.runs,
+      this.failures,
+      this.phaseSuccess,
+      this.lastRun,
+      this.lastSuccess,
+      this.verdict,
+      this.overlaps,
+      this.unreliableTiming,
+      this.mediaLoss,
+      this.mediaJitter,
+      this.mediaMos,
+      this.cutoffPackets,
+      this.cutoffBytes,
+    ] as Array<Counter<string> | Gauge<string>>;
+  }
+
   /** The phase-fed gauges by name: the metric is declared here, what goes in is the phase's. */
   private readonly gauges: Record<PhaseGauge, Gauge<'service' | 'target' | 'shape'>> = {
     media_loss_ratio: this.mediaLoss,
@@ -137,14 +167,7 @@ export class Metrics {
     vantage: string,
     private readonly phases: PhaseRegistry = PHASES,
   ) {
-    new Gauge({
-      name: 'callprobe_build_info',
-      help: 'Always 1; the labels say which callprobe runs where.',
-      labelNames: ['version', 'vantage'] as const,
-      registers: [this.registry],
-    })
-      .labels(VERSION, vantage)
-      .set(1);
+    this.setVantage(vantage);
     collectDefaultMetrics({ register: this.registry });
     // prom-client exports these gauges with a `_total` suffix, which `promtool check metrics`
     // flags (only counters end in _total); the rest of the process metrics stay.
@@ -153,19 +176,35 @@ export class Metrics {
     }
   }
 
+  /** The vantage's name on callprobe_build_info (a reload may rename it). */
+  setVantage(name: string): void {
+    this.buildInfo.reset();
+    this.buildInfo.labels(VERSION, name).set(1);
+  }
+
   /** Creates the series a plan will have, at zero, so a target that never ran is visible. */
   declare(specs: readonly ProbeSpec[]): void {
+    const planned = new Set(specs.map((s) => seriesKey(s.service, s.target)));
+    // Targets a reload dropped: their series go, or `callprobe_probe_verdict{verdict="blocked"}` of
+    // a target nobody probes any more would keep an alert firing forever.
+    for (const key of this.declared) if (!planned.has(key)) this.forget(key);
+    const before = this.declared;
+    this.declared = planned;
+    for (const key of planned) this.forgotten.delete(key);
     for (const s of specs) {
       this.runs.labels(s.service, s.target).inc(0);
       this.overlaps.labels(s.service, s.target).inc(0);
       this.unreliableTiming.labels(s.service, s.target).inc(0);
-      for (const v of VERDICTS) this.verdict.labels(s.service, s.target, v).set(0);
+      // A target kept across a reload keeps its current verdict; only a new one starts at zero.
+      if (!before.has(seriesKey(s.service, s.target))) for (const v of VERDICTS) this.verdict.labels(s.service, s.target, v).set(0);
     }
     this.recordsDropped.inc(0);
   }
 
   observe(result: ProbeResult): void {
     const { service, target } = result;
+    // A run of a dropped target that was still in flight at the reload must not bring its series back.
+    if (this.forgotten.has(seriesKey(service, target))) return;
     const started = Date.parse(result.startedAt) / 1000;
     this.runs.labels(service, target).inc();
     this.lastRun.labels(service, target).set(started);
@@ -193,7 +232,22 @@ export class Metrics {
     }
   }
 
+  /** Removes every series of one target, whatever its other labels (phase, code, shape, verdict). */
+  private forget(key: string): void {
+    this.forgotten.add(key);
+    const [service, target] = key.split('\0') as [string, string];
+    for (const metric of this.perTarget) {
+      void metric.get().then((m) => {
+        for (const v of m.values) if (v.labels.service === service && v.labels.target === target) metric.remove(v.labels as never);
+      });
+    }
+  }
+
   overlap(spec: ProbeSpec): void {
     this.overlaps.labels(spec.service, spec.target).inc();
   }
+}
+
+function seriesKey(service: string, target: string): string {
+  return `${service}\0${target}`;
 }

@@ -50,6 +50,17 @@ const testPhases: PhaseDefinition[] = [
     },
   },
   {
+    name: 'test-partial',
+    params: z.object({}).strict(),
+    controlPhase: 'tcp',
+    needs: 'nothing',
+    run(ctx) {
+      // Part of an answer, then silence: a censor that lets the first segment through.
+      ctx.trace.counter().received(Buffer.from('0123456789'));
+      return new Promise(() => {});
+    },
+  },
+  {
     name: 'test-mismatch',
     params: z.object({}).strict(),
     controlPhase: 'tcp',
@@ -100,6 +111,17 @@ describe('runner', () => {
       expect(run.failure).toBe('generic_timeout_error');
       expect(run.phases[0]!.evidence).toMatchObject({ bytesSent: 7, timeoutMs: 150 });
       expect(run.phases[0]!.durationMs).toBe(150);
+    });
+  });
+
+  it('says a timeout came after a partial answer, with its byte count', async () => {
+    await onFakeClock(async (advance) => {
+      const running = runOnce(specFor({ endpoint, phases: ['test-partial', 'test-hang'], timeoutMs: 150 }));
+      await advance(150);
+      await advance(3000);
+      const run = await running;
+      expect(run).toMatchObject({ failure: 'generic_timeout_error', failedPhase: 'test-partial' });
+      expect(run.phases[0]!.evidence).toMatchObject({ error: 'test-partial: partial answer: 10 bytes, then nothing within 150 ms', bytesReceived: 10, timeoutMs: 150 });
     });
   });
 

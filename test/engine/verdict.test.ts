@@ -30,6 +30,24 @@ describe('verdicts against controls', () => {
   const okControl = run('domestic', [phase('dns', true), phase('tcp', true), phase('tls', true)]);
   const downControl = run('domestic', [phase('dns', true), phase('tcp', false, 'generic_timeout_error'), phase('tls', false, null, true)]);
 
+  it('names the control that failed before reaching the phase (network down), instead of "no control"', () => {
+    const board = new ControlBoard(600_000);
+    board.record(okControl);
+    // The next cycle: the control fails at dns; tcp and tls are never reached.
+    const dnsDown = run('domestic', [phase('dns', false, 'generic_timeout_error'), phase('tcp', false, null, true), phase('tls', false, null, true)], T0 + 300_000);
+    board.record(dnsDown);
+    const r = board.judge(run('dc2', [phase('tcp', false, 'generic_timeout_error')], T0 + 301_000), false, T0 + 301_000);
+    expect(r.verdict).toBe('error');
+    expect(r.control).toEqual({
+      target: 'domestic',
+      phase: 'tcp',
+      ok: false,
+      startedAt: '2026-11-22T10:05:00.000Z',
+      failure: 'generic_timeout_error',
+      failedPhase: 'dns',
+    });
+  });
+
   it('is blocked when the control of the same phase succeeded', () => {
     const board = new ControlBoard(600_000);
     board.record(okControl);

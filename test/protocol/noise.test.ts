@@ -206,6 +206,15 @@ describe('readServerHello: answers that are not for us', () => {
     expect(f.evidence).toEqual({ part: 'payload', staticDecrypted: true });
   });
 
+  it('a static that decrypts to an unusable key (low order) says it did decrypt: staticDecrypted true, proto_malformed', () => {
+    const client = new WaNoiseClient({ header: HEADER, ephemeral: CLIENT_E });
+    const lowOrder = { publicKey: new Uint8Array(32), privateKey: fixedKey('sealer').privateKey };
+    const f = failureOf(() => client.readServerHello(serverAnswer(client, { static: lowOrder }).serverHello));
+    expect(f.code).toBe('proto_malformed');
+    expect(f.message).toBe('the server static key decrypted, but is not a usable X25519 key');
+    expect(f.evidence).toEqual({ key: '00'.repeat(32), staticDecrypted: true });
+  });
+
   it('our own ClientHello echoed back is not a ServerHello (proto_malformed)', () => {
     const client = new WaNoiseClient({ header: HEADER, ephemeral: CLIENT_E });
     const f = failureOf(() => client.readServerHello(client.clientHello));

@@ -51,6 +51,27 @@ describe('Prometheus metrics', () => {
     expect(text).toContain('callprobe_run_event_loop_delay_seconds_count 2');
   });
 
+  it('a reload that drops a target removes all its series, and a late result of it does not bring them back', async () => {
+    const m = new Metrics('lab');
+    const dc2 = specFor({ endpoint: { host: '198.18.2.2', port: 443 }, phases: ['tcp'], service: 'telegram', target: 'dc2' });
+    const dc4 = specFor({ endpoint: { host: '198.18.2.4', port: 443 }, phases: ['tcp'], service: 'telegram', target: 'dc4' });
+    m.declare([dc2, dc4]);
+    const blocked = (target: string) =>
+      result({ target, verdict: 'blocked', failure: 'generic_timeout_error', failedPhase: 'tcp' }, [
+        { phase: 'tcp', endpoint: '198.18.2.4:443', startedAt: 0, durationMs: 10, ok: false, failure: 'generic_timeout_error', evidence: {} },
+      ]);
+    m.observe(blocked('dc2'));
+    m.observe(blocked('dc4'));
+    expect(await m.registry.metrics()).toContain('callprobe_probe_verdict{service="telegram",target="dc4",verdict="blocked"} 1');
+    m.declare([dc2]);
+    await new Promise((r) => setImmediate(r));
+    m.observe(blocked('dc4')); // a run that was in flight at the reload
+    const text = await m.registry.metrics();
+    expect(text).not.toContain('target="dc4"');
+    expect(text).toContain('callprobe_probe_verdict{service="telegram",target="dc2",verdict="blocked"} 1');
+    expect(text).toContain('callprobe_probe_failures_total{service="telegram",target="dc2",phase="tcp",code="generic_timeout_error"} 1');
+  });
+
   it('passes promtool check metrics without a lint problem', async () => {
     const m = new Metrics('lab');
     m.declare([specFor({ endpoint: { host: '198.18.2.2', port: 443 }, phases: ['tcp'], service: 'telegram', target: 'dc2' })]);
