@@ -51,7 +51,7 @@ targets:
 `,
     );
     config = join(dir, 'callprobe.yaml');
-    writeFileSync(config, configText('cli-test', 1));
+    writeFileSync(config, configText('cli-test', 10));
   });
   afterAll(async () => {
     await server.close();
@@ -175,12 +175,12 @@ safety: { allow: [127.0.0.0/8, "::1/128", 198.18.0.0/15] }
       expect(metrics).toContain('callprobe_config_last_reload_successful 1');
       expect(metrics).toMatch(/callprobe_probe_failures_total\{service="loop",target="closed",phase="tcp",code="connection_refused"\} [1-9]/);
 
-      writeFileSync(config, configText('renamed', 1) + 'bogus: true\n');
+      writeFileSync(config, configText('renamed', 10) + 'bogus: true\n');
       daemon.kill('SIGHUP');
       await waitFor('configuration reload failed: keeping the previous configuration');
       expect(await (await fetch(`${base}/metrics`)).text()).toContain('callprobe_config_last_reload_successful 0');
 
-      writeFileSync(config, configText('renamed', 1));
+      writeFileSync(config, configText('renamed', 10));
       daemon.kill('SIGHUP');
       await waitFor('configuration reloaded');
       expect(await (await fetch(`${base}/metrics`)).text()).toContain('callprobe_config_last_reload_successful 1');

@@ -6,6 +6,7 @@ import type { ProbeResult } from '../result.js';
 export interface RecordsOptions {
   dir: string;
   maxFileBytes: number;
+  /** The whole directory, the file being written included. */
   maxTotalBytes: number;
   /** Results waiting to be written; past this they are dropped and counted, never blocking probes. */
   queueLength: number;
@@ -15,6 +16,7 @@ export interface RecordsOptions {
 }
 
 const FILE_PATTERN = /^callprobe-(\d{8})-(\d{4})\.jsonl$/;
+const BATCH_BYTES = 256 * 1024;
 
 /**
  * One JSON line per ProbeResult under `dir`, in files rotated by size and by UTC day, the total
@@ -27,9 +29,12 @@ export class RecordWriter {
   private current: { name: string; day: string; bytes: number } | null = null;
   private writing: Promise<void> | null = null;
   private readonly now: () => Date;
+  private readonly batchBytes: number;
 
   constructor(private readonly options: RecordsOptions) {
     this.now = options.now ?? (() => new Date());
+    // A batch never makes a file grow past maxFileBytes (unless one line alone is larger).
+    this.batchBytes = Math.min(BATCH_BYTES, options.maxFileBytes);
     mkdirSync(options.dir, { recursive: true, mode: 0o750 });
   }
 
@@ -73,11 +78,11 @@ export class RecordWriter {
     while (this.queue.length > 0) {
       const batch: string[] = [];
       let bytes = 0;
-      // One batch never crosses a rotation boundary by more than one line.
-      while (this.queue.length > 0 && bytes < 256 * 1024) {
-        const line = this.queue.shift()!;
-        batch.push(line);
-        bytes += Buffer.byteLength(line);
+      while (this.queue.length > 0) {
+        const size = Buffer.byteLength(this.queue[0]!);
+        if (batch.length > 0 && bytes + size > this.batchBytes) break;
+        batch.push(this.queue.shift()!);
+        bytes += size;
       }
       await this.ensureFile(bytes);
       await this.handle!.appendFile(batch.join(''));
@@ -103,7 +108,7 @@ export class RecordWriter {
         this.current.bytes += 1;
       }
     }
-    enforceTotal(this.options.dir, this.options.maxTotalBytes, name);
+    enforceTotal(this.options.dir, this.options.maxTotalBytes, this.options.maxFileBytes, name);
   }
 
   private nextName(day: string): string {
@@ -142,14 +147,19 @@ export function listRecordFiles(dir: string): RecordFile[] {
     .sort((a, b) => (a.day === b.day ? a.seq - b.seq : a.day < b.day ? -1 : 1));
 }
 
-/** Deletes the oldest files until the total is under the cap; the file being written is kept. */
-function enforceTotal(dir: string, maxTotalBytes: number, keep: string): void {
-  const files = listRecordFiles(dir).map((f) => ({ ...f, size: statSync(join(dir, f.name)).size }));
-  let total = files.reduce((sum, f) => sum + f.size, 0);
+/**
+ * Deletes the oldest files until the others and a full file being written fit in the total: the
+ * directory never grows past `maxTotalBytes`. The file being written is kept.
+ */
+function enforceTotal(dir: string, maxTotalBytes: number, maxFileBytes: number, keep: string): void {
+  const files = listRecordFiles(dir)
+    .filter((f) => f.name !== keep)
+    .map((f) => ({ ...f, size: statSync(join(dir, f.name)).size }));
+  let others = files.reduce((sum, f) => sum + f.size, 0);
   for (const f of files) {
-    if (total <= maxTotalBytes || f.name === keep) break;
+    if (others + maxFileBytes <= maxTotalBytes) break;
     unlinkSync(join(dir, f.name));
-    total -= f.size;
+    others -= f.size;
   }
 }
 

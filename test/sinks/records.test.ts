@@ -26,25 +26,24 @@ describe('JSON-lines records', () => {
     expect(readRecords(dir, { limit: 10, since: new Date('2026-11-22T10:00:02Z') }).map((r) => r.target)).toEqual(['t2', 't3']);
   });
 
-  it('rotates by size and by UTC day, and caps the total by deleting the oldest files', async () => {
+  it('rotates by size and by UTC day, and keeps the directory, the file being written included, within the total', async () => {
     let now = new Date('2026-11-21T23:59:00Z');
     const line = JSON.stringify(result()).length + 1;
     const w = new RecordWriter({ dir, maxFileBytes: line * 3, maxTotalBytes: line * 7, queueLength: 1000, now: () => now });
-    for (let i = 0; i < 5; i++) {
+    const totals: number[] = [];
+    const total = () => readdirSync(dir).reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
+    for (let i = 0; i < 10; i++) {
+      if (i === 5) now = new Date('2026-11-22T00:00:30Z');
       w.write(result());
       await w.flush();
-    }
-    now = new Date('2026-11-22T00:00:30Z');
-    for (let i = 0; i < 5; i++) {
-      w.write(result());
-      await w.flush();
+      totals.push(total() / line);
     }
     await w.close();
-    // Day 1: 3 + 2 lines; day 2: 3 + 2 lines; the oldest file (3 lines) is deleted to stay under 7 lines.
-    expect(readdirSync(dir).sort()).toEqual(['callprobe-20261121-0001.jsonl', 'callprobe-20261122-0000.jsonl', 'callprobe-20261122-0001.jsonl']);
-    const total = readdirSync(dir).reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
-    expect(total).toBe(line * 7);
-    expect(readRecords(dir, { limit: 100 })).toHaveLength(7);
+    // Day 1: 3 + 2 lines; day 2: 3 + 2 lines. Opening a file deletes the oldest files until the
+    // others and a full file fit in 7 lines: day 1's two files go when day 2's files open.
+    expect(totals).toEqual([1, 2, 3, 4, 5, 3, 4, 5, 4, 5]);
+    expect(readdirSync(dir).sort()).toEqual(['callprobe-20261122-0000.jsonl', 'callprobe-20261122-0001.jsonl']);
+    expect(readRecords(dir, { limit: 100 })).toHaveLength(5);
   });
 
   it('skips a torn last line after a crash and keeps appending after restart', async () => {
