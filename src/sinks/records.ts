@@ -1,5 +1,5 @@
-import { closeSync, fstatSync, mkdirSync, openSync, readSync, readdirSync, statSync, unlinkSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ProbeResult } from '../result.js';
 
@@ -95,7 +95,7 @@ export class RecordWriter {
     const c = this.current;
     if (c && c.day === day && (c.bytes === 0 || c.bytes + incoming <= this.options.maxFileBytes)) return;
     await this.handle?.close();
-    const name = this.nextName(day);
+    const name = await this.nextName(day);
     this.handle = await open(join(this.options.dir, name), 'a+', 0o640);
     const size = (await this.handle.stat()).size;
     this.current = { name, day, bytes: size };
@@ -108,18 +108,16 @@ export class RecordWriter {
         this.current.bytes += 1;
       }
     }
-    enforceTotal(this.options.dir, this.options.maxTotalBytes, this.options.maxFileBytes, name);
+    await enforceTotal(this.options.dir, this.options.maxTotalBytes, this.options.maxFileBytes, name);
   }
 
-  private nextName(day: string): string {
-    const seqs = listRecordFiles(this.options.dir)
-      .filter((f) => f.day === day)
-      .map((f) => f.seq);
+  private async nextName(day: string): Promise<string> {
+    const seqs = (await listRecordFiles(this.options.dir)).filter((f) => f.day === day).map((f) => f.seq);
     const last = seqs.length > 0 ? Math.max(...seqs) : -1;
     // Continue the newest file of the day after a restart if it still has room.
     if (last >= 0 && !this.current) {
       const name = fileName(day, last);
-      if (statSync(join(this.options.dir, name)).size < this.options.maxFileBytes) return name;
+      if ((await stat(join(this.options.dir, name))).size < this.options.maxFileBytes) return name;
     }
     return fileName(day, last + 1);
   }
@@ -131,10 +129,10 @@ interface RecordFile {
   seq: number;
 }
 
-export function listRecordFiles(dir: string): RecordFile[] {
+export async function listRecordFiles(dir: string): Promise<RecordFile[]> {
   let names: string[];
   try {
-    names = readdirSync(dir);
+    names = await readdir(dir);
   } catch {
     return [];
   }
@@ -151,14 +149,14 @@ export function listRecordFiles(dir: string): RecordFile[] {
  * Deletes the oldest files until the others and a full file being written fit in the total: the
  * directory never grows past `maxTotalBytes`. The file being written is kept.
  */
-function enforceTotal(dir: string, maxTotalBytes: number, maxFileBytes: number, keep: string): void {
-  const files = listRecordFiles(dir)
-    .filter((f) => f.name !== keep)
-    .map((f) => ({ ...f, size: statSync(join(dir, f.name)).size }));
+async function enforceTotal(dir: string, maxTotalBytes: number, maxFileBytes: number, keep: string): Promise<void> {
+  const files = await Promise.all(
+    (await listRecordFiles(dir)).filter((f) => f.name !== keep).map(async (f) => ({ ...f, size: (await stat(join(dir, f.name))).size })),
+  );
   let others = files.reduce((sum, f) => sum + f.size, 0);
   for (const f of files) {
     if (others + maxFileBytes <= maxTotalBytes) break;
-    unlinkSync(join(dir, f.name));
+    await unlink(join(dir, f.name));
     others -= f.size;
   }
 }
@@ -178,7 +176,7 @@ export interface ReadOptions {
   limit: number;
   /**
    * At most this many bytes are read per call, newest first, so a request can never make the
-   * daemon read its whole records directory (the HTTP API shares the event loop with the probes).
+   * daemon read its whole records directory.
    */
   maxScanBytes?: number;
 }
@@ -188,16 +186,17 @@ const DEFAULT_MAX_SCAN = 32 * 1024 * 1024;
 
 /**
  * Reads results back, newest last. A torn line (a crash mid-write) or any line that does not
- * parse is skipped, never fatal. Files are read backwards in chunks from the newest, and reading
- * stops at `limit` results or `maxScanBytes`.
+ * parse is skipped, never fatal. Files are read backwards from the newest in 64 KiB chunks, each
+ * an asynchronous read, so the event loop (probes, /healthz) runs between chunks; reading stops
+ * at `limit` results or `maxScanBytes`.
  */
-export function readRecords(dir: string, { since, limit, maxScanBytes = DEFAULT_MAX_SCAN }: ReadOptions): ProbeResult[] {
+export async function readRecords(dir: string, { since, limit, maxScanBytes = DEFAULT_MAX_SCAN }: ReadOptions): Promise<ProbeResult[]> {
   const out: ProbeResult[] = [];
   let budget = maxScanBytes;
-  for (const f of listRecordFiles(dir).reverse()) {
+  for (const f of (await listRecordFiles(dir)).reverse()) {
     if (out.length >= limit || budget <= 0) break;
     if (since && f.day < utcDay(since)) break;
-    budget -= readFileBackwards(join(dir, f.name), budget, (line) => {
+    budget -= await readFileBackwards(join(dir, f.name), budget, (line) => {
       let result: ProbeResult;
       try {
         result = JSON.parse(line) as ProbeResult;
@@ -212,36 +211,37 @@ export function readRecords(dir: string, { since, limit, maxScanBytes = DEFAULT_
 }
 
 /** Calls `onLine` for each complete line, last line first; stops when it returns false. Returns bytes read. */
-function readFileBackwards(file: string, maxBytes: number, onLine: (line: string) => boolean): number {
-  let fd: number;
+async function readFileBackwards(file: string, maxBytes: number, onLine: (line: string) => boolean): Promise<number> {
+  let handle: FileHandle;
   try {
-    fd = openSync(file, 'r');
+    handle = await open(file, 'r');
   } catch {
     return 0;
   }
   try {
-    let position = fstatSync(fd).size;
-    let carry = Buffer.alloc(0);
+    let position = (await handle.stat()).size;
+    // The end of a line whose start is in a chunk not read yet, in pieces in file order.
+    let tail: Buffer[] = [];
     let read = 0;
     while (position > 0 && read < maxBytes) {
       const length = Math.min(READ_CHUNK, position, maxBytes - read);
       position -= length;
       const chunk = Buffer.alloc(length);
-      readSync(fd, chunk, 0, length, position);
+      await handle.read(chunk, 0, length, position);
       read += length;
-      let buf = Buffer.concat([chunk, carry]);
-      let end = buf.length;
-      for (let i = buf.length - 1; i >= 0; i--) {
-        if (buf[i] !== 0x0a) continue;
-        if (end > i + 1 && !onLine(buf.toString('utf8', i + 1, end))) return read;
+      let end = length;
+      for (let i = length - 1; i >= 0; i--) {
+        if (chunk[i] !== 0x0a) continue;
+        const line = tail.length === 0 ? chunk.subarray(i + 1, end) : Buffer.concat([chunk.subarray(i + 1, end), ...tail]);
+        tail = [];
+        if (line.length > 0 && !onLine(line.toString('utf8'))) return read;
         end = i;
       }
-      carry = buf.subarray(0, end);
-      buf = carry;
+      if (end > 0) tail.unshift(chunk.subarray(0, end));
     }
-    if (position === 0 && carry.length > 0) onLine(carry.toString('utf8'));
+    if (position === 0 && tail.length > 0) onLine(Buffer.concat(tail).toString('utf8'));
     return read;
   } finally {
-    closeSync(fd);
+    await handle.close();
   }
 }

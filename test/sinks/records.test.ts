@@ -21,9 +21,9 @@ describe('JSON-lines records', () => {
     const lines = readFileSync(join(dir, 'callprobe-20261122-0000.jsonl'), 'utf8').split('\n');
     expect(lines).toHaveLength(4);
     expect(JSON.parse(lines[0]!)).toEqual(written[0]);
-    expect(readRecords(dir, { limit: 10 }).map((r) => r.target)).toEqual(['t1', 't2', 't3']);
-    expect(readRecords(dir, { limit: 2 }).map((r) => r.target)).toEqual(['t2', 't3']);
-    expect(readRecords(dir, { limit: 10, since: new Date('2026-11-22T10:00:02Z') }).map((r) => r.target)).toEqual(['t2', 't3']);
+    expect((await readRecords(dir, { limit: 10 })).map((r) => r.target)).toEqual(['t1', 't2', 't3']);
+    expect((await readRecords(dir, { limit: 2 })).map((r) => r.target)).toEqual(['t2', 't3']);
+    expect((await readRecords(dir, { limit: 10, since: new Date('2026-11-22T10:00:02Z') })).map((r) => r.target)).toEqual(['t2', 't3']);
   });
 
   it('rotates by size and by UTC day, and keeps the directory, the file being written included, within the total', async () => {
@@ -43,7 +43,7 @@ describe('JSON-lines records', () => {
     // others and a full file fit in 7 lines: day 1's two files go when day 2's files open.
     expect(totals).toEqual([1, 2, 3, 4, 5, 3, 4, 5, 4, 5]);
     expect(readdirSync(dir).sort()).toEqual(['callprobe-20261122-0000.jsonl', 'callprobe-20261122-0001.jsonl']);
-    expect(readRecords(dir, { limit: 100 })).toHaveLength(5);
+    expect(await readRecords(dir, { limit: 100 })).toHaveLength(5);
   });
 
   it('skips a torn last line after a crash and keeps appending after restart', async () => {
@@ -52,13 +52,13 @@ describe('JSON-lines records', () => {
     w.write(result({ target: 'before' }));
     await w.close();
     appendFileSync(join(dir, 'callprobe-20261122-0000.jsonl'), '{"schema":1,"id":"torn","phases":[{"pha');
-    expect(readRecords(dir, { limit: 10 }).map((r) => r.target)).toEqual(['before']);
+    expect((await readRecords(dir, { limit: 10 })).map((r) => r.target)).toEqual(['before']);
     const again = new RecordWriter({ dir, maxFileBytes: 1 << 20, maxTotalBytes: 1 << 24, queueLength: 10, now });
     again.write(result({ target: 'after' }));
     await again.close();
     expect(readdirSync(dir)).toEqual(['callprobe-20261122-0000.jsonl']);
     // The torn line is ended before appending: only the fragment is lost, not the next record.
-    expect(readRecords(dir, { limit: 10 }).map((r) => r.target)).toEqual(['before', 'after']);
+    expect((await readRecords(dir, { limit: 10 })).map((r) => r.target)).toEqual(['before', 'after']);
   });
 
   it('reads backwards with a bounded scan: the newest results first, never the whole directory', async () => {
@@ -66,14 +66,14 @@ describe('JSON-lines records', () => {
     for (let i = 0; i < 2000; i++) w.write(result({ target: `t${i}` }));
     await w.close();
     const line = JSON.stringify(result({ target: 't1000' })).length + 1;
-    expect(readRecords(dir, { limit: 3 }).map((r) => r.target)).toEqual(['t1997', 't1998', 't1999']);
+    expect((await readRecords(dir, { limit: 3 })).map((r) => r.target)).toEqual(['t1997', 't1998', 't1999']);
     // A scan budget of about 10 lines returns only what fits in it, newest last.
-    const bounded = readRecords(dir, { limit: 1000, maxScanBytes: line * 10 });
+    const bounded = await readRecords(dir, { limit: 1000, maxScanBytes: line * 10 });
     expect(bounded.length).toBeGreaterThanOrEqual(9);
     expect(bounded.length).toBeLessThanOrEqual(10);
     expect(bounded.at(-1)!.target).toBe('t1999');
     // Lines spanning the 64 KiB read chunks are reassembled: all 2000 come back, in order.
-    expect(readRecords(dir, { limit: 5000 }).map((r) => r.target)).toEqual(Array.from({ length: 2000 }, (_, i) => `t${i}`));
+    expect((await readRecords(dir, { limit: 5000 })).map((r) => r.target)).toEqual(Array.from({ length: 2000 }, (_, i) => `t${i}`));
   });
 
   it('drops and counts results when the queue is full, never blocking', async () => {
@@ -84,6 +84,6 @@ describe('JSON-lines records', () => {
     // The first write starts draining at once, so the queue holds two more before it is full.
     expect(accepted.filter(Boolean).length + dropped).toBe(5);
     expect(dropped).toBeGreaterThanOrEqual(2);
-    expect(readRecords(dir, { limit: 10 })).toHaveLength(5 - dropped);
+    expect(await readRecords(dir, { limit: 10 })).toHaveLength(5 - dropped);
   });
 });
