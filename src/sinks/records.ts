@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { ProbeResult } from '../result.js';
 
 export interface RecordsOptions {
@@ -10,6 +10,8 @@ export interface RecordsOptions {
   maxTotalBytes: number;
   /** Results waiting to be written; past this they are dropped and counted, never blocking probes. */
   queueLength: number;
+  /** Written records are synced to the disk at most this long after being written (default 5 s). */
+  syncIntervalMs?: number;
   onDrop?(count: number): void;
   onError?(err: unknown): void;
   now?: () => Date;
@@ -17,17 +19,38 @@ export interface RecordsOptions {
 
 const FILE_PATTERN = /^callprobe-(\d{8})-(\d{4})\.jsonl$/;
 const BATCH_BYTES = 256 * 1024;
+const SYNC_INTERVAL_MS = 5_000;
+
+/**
+ * A records file ended in the middle of a line (a crash or a power cut mid-write): the fragment
+ * was removed so that every line of the file is a whole record. Reported through `onError`, as
+ * the record it was part of is lost.
+ */
+export class TornRecordError extends Error {
+  constructor(
+    readonly file: string,
+    readonly bytes: number,
+  ) {
+    super(`${basename(file)}: removed a torn last line (${bytes} bytes after the last newline, left by a crash or power cut)`);
+    this.name = 'TornRecordError';
+  }
+}
 
 /**
  * One JSON line per ProbeResult under `dir`, in files rotated by size and by UTC day, the total
  * capped by deleting the oldest files first: months unattended never fill a disk. Writes are
  * queued and appended in batches; a slow disk costs queued results (counted), never a probe.
+ * Written lines are synced to the disk within `syncIntervalMs`, at rotation and on close.
  */
 export class RecordWriter {
   private queue: string[] = [];
   private handle: FileHandle | null = null;
   private current: { name: string; day: string; bytes: number } | null = null;
   private writing: Promise<void> | null = null;
+  /** Bytes written since the last sync. */
+  private unsynced = 0;
+  private syncDue = false;
+  private syncTimer: NodeJS.Timeout | null = null;
   private readonly now: () => Date;
   private readonly batchBytes: number;
 
@@ -49,7 +72,7 @@ export class RecordWriter {
     return true;
   }
 
-  /** Resolves when everything queued so far is on disk. */
+  /** Resolves when everything queued so far is written (not necessarily synced). */
   async flush(): Promise<void> {
     while (this.writing || this.queue.length > 0) {
       this.kick();
@@ -57,20 +80,28 @@ export class RecordWriter {
     }
   }
 
+  /** Writes what is queued, syncs it and closes the file. */
   async close(): Promise<void> {
     await this.flush();
-    await this.handle?.close();
-    this.handle = null;
-    this.current = null;
+    if (this.syncTimer) clearTimeout(this.syncTimer);
+    this.syncTimer = null;
+    try {
+      await this.sync();
+    } finally {
+      await this.handle?.close();
+      this.handle = null;
+      this.current = null;
+    }
   }
 
+  /** Starts the one writer task (writes, rotation and syncs never overlap) if there is work. */
   private kick(): void {
-    if (this.writing || this.queue.length === 0) return;
+    if (this.writing || (this.queue.length === 0 && !this.syncDue)) return;
     this.writing = this.drain()
       .catch((err) => this.options.onError?.(err))
       .finally(() => {
         this.writing = null;
-        if (this.queue.length > 0) this.kick();
+        if (this.queue.length > 0 || this.syncDue) this.kick();
       });
   }
 
@@ -87,27 +118,44 @@ export class RecordWriter {
       await this.ensureFile(bytes);
       await this.handle!.appendFile(batch.join(''));
       this.current!.bytes += bytes;
+      this.unsynced += bytes;
+      this.armSync();
     }
+    if (this.syncDue) await this.sync();
+  }
+
+  /** A sync within syncIntervalMs of the first unsynced write; the timer never keeps the process up. */
+  private armSync(): void {
+    if (this.syncTimer) return;
+    this.syncTimer = setTimeout(() => {
+      this.syncTimer = null;
+      this.syncDue = true;
+      this.kick();
+    }, this.options.syncIntervalMs ?? SYNC_INTERVAL_MS);
+    this.syncTimer.unref();
+  }
+
+  private async sync(): Promise<void> {
+    this.syncDue = false;
+    if (!this.handle || this.unsynced === 0) return;
+    this.unsynced = 0;
+    await this.handle.sync();
   }
 
   private async ensureFile(incoming: number): Promise<void> {
     const day = utcDay(this.now());
     const c = this.current;
     if (c && c.day === day && (c.bytes === 0 || c.bytes + incoming <= this.options.maxFileBytes)) return;
+    // What was written to the old file reaches the disk before the new file exists.
+    await this.sync();
     await this.handle?.close();
+    this.handle = null;
     const name = await this.nextName(day);
-    this.handle = await open(join(this.options.dir, name), 'a+', 0o640);
-    const size = (await this.handle.stat()).size;
-    this.current = { name, day, bytes: size };
-    // After a crash the last line may be torn: end it, so the next record starts on a line of its own.
-    if (size > 0) {
-      const last = Buffer.alloc(1);
-      await this.handle.read(last, 0, 1, size - 1);
-      if (last[0] !== 0x0a) {
-        await this.handle.appendFile('\n');
-        this.current.bytes += 1;
-      }
-    }
+    const path = join(this.options.dir, name);
+    this.handle = await open(path, 'a+', 0o640);
+    const { size } = await this.handle.stat();
+    this.current = { name, day, bytes: await dropTornTail(this.handle, size, path, this.options.onError) };
+    if (size === 0) await syncDirectory(this.options.dir); // the new file's name survives a power cut
     await enforceTotal(this.options.dir, this.options.maxTotalBytes, this.options.maxFileBytes, name);
   }
 
@@ -120,6 +168,41 @@ export class RecordWriter {
       if ((await stat(join(this.options.dir, name))).size < this.options.maxFileBytes) return name;
     }
     return fileName(day, last + 1);
+  }
+}
+
+/**
+ * A file opened for appending after a crash may end in a torn line: cut it off at the last
+ * newline, so that strict readers (jq, log shippers) see only whole records, and report the bytes
+ * dropped. Returns the size after.
+ */
+async function dropTornTail(handle: FileHandle, size: number, path: string, onError: RecordsOptions['onError']): Promise<number> {
+  if (size === 0) return 0;
+  let end = size;
+  const chunk = Buffer.alloc(READ_CHUNK);
+  while (end > 0) {
+    const length = Math.min(READ_CHUNK, end);
+    await handle.read(chunk, 0, length, end - length);
+    const newline = chunk.subarray(0, length).lastIndexOf(0x0a);
+    if (newline !== -1) {
+      end = end - length + newline + 1;
+      break;
+    }
+    end -= length;
+  }
+  if (end === size) return size;
+  await handle.truncate(end);
+  await handle.sync();
+  onError?.(new TornRecordError(path, size - end));
+  return end;
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 
