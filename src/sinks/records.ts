@@ -86,7 +86,7 @@ export class RecordWriter {
     if (this.syncTimer) clearTimeout(this.syncTimer);
     this.syncTimer = null;
     try {
-      await this.sync();
+      await this.sync().catch((err) => this.options.onError?.(err));
     } finally {
       await this.handle?.close();
       this.handle = null;
