@@ -18,9 +18,10 @@ usage:
   callprobe plan [--config FILE] [--json]             what would be probed, where, how often (sends nothing)
   callprobe check-config FILE                         validate a config and its catalogues
   callprobe reflector --config FILE                   the media reflector researchers run outside (src/reflector/)
+  callprobe healthcheck --config FILE                 ask the daemon of FILE for /healthz; exit 0 healthy, 1 not
   callprobe --version
 
-exit codes: 0 ok, 1 a probe was not ok (once), 2 bad usage or config.`;
+exit codes: 0 ok, 1 a probe was not ok (once) or the daemon is not healthy (healthcheck), 2 bad usage or config.`;
 
 class UsageError extends Error {}
 
@@ -56,6 +57,11 @@ async function main(argv: string[]): Promise<number> {
       const file = values.config ?? positionals[0];
       if (!file) throw new UsageError('reflector needs --config FILE');
       return (await import('./reflector/main.js')).runReflector(file);
+    }
+    case 'healthcheck': {
+      const file = values.config ?? positionals[0];
+      if (!file) throw new UsageError('healthcheck needs --config FILE');
+      return (await import('./server/healthcheck.js')).healthcheck(file);
     }
     default:
       throw new UsageError(`unknown command "${command}"`);

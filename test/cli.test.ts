@@ -51,7 +51,7 @@ targets:
 `,
     );
     config = join(dir, 'callprobe.yaml');
-    writeFileSync(config, configText('cli-test', 1));
+    writeFileSync(config, configText('cli-test', 10));
   });
   afterAll(async () => {
     await server.close();
@@ -175,14 +175,14 @@ safety: { allow: [127.0.0.0/8, "::1/128", 198.18.0.0/15] }
       expect(metrics).toContain('callprobe_config_last_reload_successful 1');
       expect(metrics).toMatch(/callprobe_probe_failures_total\{service="loop",target="closed",phase="tcp",code="connection_refused"\} [1-9]/);
 
-      writeFileSync(config, configText('renamed', 1) + 'bogus: true\n');
+      writeFileSync(config, configText('renamed', 10) + 'bogus: true\n');
       daemon.kill('SIGHUP');
       await waitFor('configuration reload failed: keeping the previous configuration');
       expect(await (await fetch(`${base}/metrics`)).text()).toContain('callprobe_config_last_reload_successful 0');
 
       // The reload renames the vantage and sets a token: both apply at once (a leaked token is rotated by a reload).
       const token = 'rotated-0123456789abcdef';
-      writeFileSync(config, configText('renamed', 1).replace('http: { listen: "127.0.0.1:0" }', `http: { listen: "127.0.0.1:0", token: "${token}" }`));
+      writeFileSync(config, configText('renamed', 10).replace('http: { listen: "127.0.0.1:0" }', `http: { listen: "127.0.0.1:0", token: "${token}" }`));
       daemon.kill('SIGHUP');
       const reloaded = await waitFor('configuration reloaded');
       expect(reloaded.applied).toEqual(['http.token', 'vantage.name']);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument, isMap, isPair, isScalar, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
+import { aliasProblem } from './aliases.js';
 
 /** Every error of a file at once, each as `FILE:LINE:COL: field.path: what is wrong`. */
 export class ConfigError extends Error {
@@ -37,7 +38,15 @@ export function parseYaml<S extends z.ZodType>(text: string, file: string, schem
   if (doc.errors.length > 0) {
     throw new ConfigError(doc.errors.map((e) => `${at(e.pos[0])}: ${e.message.split('\n')[0]}`));
   }
-  const value: unknown = doc.toJS() ?? {};
+  // A config cut short by a failed write must not quietly become the default plan (which probes
+  // the embedded catalogues): an empty document is an error, `{}` asks for every default.
+  if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) {
+    throw new ConfigError([`${file}:1:1: the file is empty (nothing but whitespace or comments): write {} for every default`]);
+  }
+  const aliases = aliasProblem(doc);
+  if (aliases) throw new ConfigError([`${at(aliases.offset)}: ${aliases.message}`]);
+  // Aliases are bounded above, with a position; yaml's own count (per anchor) would give none.
+  const value: unknown = doc.toJS({ maxAliasCount: -1 });
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   throw new ConfigError(

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { parseCidr } from '../net/cidr.js';
 import type { PhaseRegistry } from '../phases/types.js';
-import { duration, size } from '../units.js';
+import { ipPortSchema } from '../net/address.js';
+import { durationBetween, size, sizeAtLeast } from '../units.js';
 import { mediaKeySchema } from '../config/media-key.js';
 
 const cidr = z.string().superRefine((value, ctx) => {
@@ -15,6 +16,22 @@ const cidr = z.string().superRefine((value, ctx) => {
 const name = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'must be lower-case letters, digits, "-", "_" or "." (at most 63), as it becomes a metric label');
+
+/**
+ * Bounds that keep a typo from hurting anyone for months: `interval: 0` would probe a target
+ * hundreds of times a second, a timeout of 0 would fail every phase, and a timer longer than
+ * about 24.8 days fires after 1 ms in Node. Per target (catalogues) and per TURN server alike.
+ */
+const probeInterval = durationBetween('10s', '7d', 'probing more often would flood the targets');
+const phaseTimeout = durationBetween('100ms', '10m', 'a shorter timeout fails phases that work');
+const runDeadline = durationBetween('1s', '1h', 'a shorter deadline interrupts runs that work');
+
+/** Printable text for records, labels and the status page: no control characters, not blank. */
+const vantageName = z
+  .string()
+  .max(64)
+  .refine((s) => s.trim().length > 0, 'must not be blank')
+  .refine((s) => !/\p{Cc}/u.test(s), 'must not contain control characters (such as NUL, a tab or a newline)');
 
 /** RFC 7065 §3: turn:host[:port][?transport=udp|tcp] and turns:host[:port][?transport=tcp]; default ports 3478 and 5349. */
 const TURN_URI = /^(turns?):(\[[0-9a-fA-F:.]+\]|[^:?\s\[\]]+)(?::(\d{1,5}))?(?:\?transport=(udp|tcp))?$/;
@@ -51,9 +68,9 @@ const turnServer = z
     sni: z.string().min(1).optional(),
     username: z.string().min(1).max(508),
     password: z.string().min(1).max(763),
-    interval: duration.optional(),
+    interval: probeInterval.optional(),
     /** The turn phase's timeout: enough for a silent server's whole retransmission schedule (39.5 s) and the release. */
-    timeout: duration.optional(),
+    timeout: phaseTimeout.optional(),
   })
   .strict()
   .superRefine((t, ctx) => {
@@ -71,7 +88,7 @@ export const configSchema = z
   .object({
     vantage: z
       .object({
-        name: z.string().min(1).max(64).default('unnamed'),
+        name: vantageName.default('unnamed'),
         asn: z.number().int().min(0).max(4294967295).optional(),
         country: z.string().regex(/^[A-Z]{2}$/, 'must be an ISO 3166-1 alpha-2 code such as RU').optional(),
       })
@@ -79,12 +96,12 @@ export const configSchema = z
       .prefault({}),
     schedule: z
       .object({
-        interval: duration.prefault('5m'),
+        interval: probeInterval.prefault('5m'),
         /** Fraction of the interval each run is randomly shifted by, so a fleet does not synchronise. */
         jitter: z.number().min(0).max(1).default(0.1),
         concurrency: z.number().int().min(1).max(64).default(4),
-        runDeadline: duration.prefault('2m'),
-        phaseTimeout: duration.prefault('10s'),
+        runDeadline: runDeadline.prefault('2m'),
+        phaseTimeout: phaseTimeout.prefault('10s'),
       })
       .strict()
       .prefault({}),
@@ -98,15 +115,27 @@ export const configSchema = z
     dataDir: z.string().min(1).optional(),
     records: z
       .object({
-        maxFileBytes: size.default(16 * 1024 * 1024),
+        maxFileBytes: sizeAtLeast('64KiB', 'smaller files would rotate every few records').default(16 * 1024 * 1024),
         maxTotalBytes: size.default(512 * 1024 * 1024),
         queueLength: z.number().int().min(1).max(1_000_000).default(10_000),
       })
       .strict()
+      .superRefine((r, ctx) => {
+        // The file being written counts towards the total and is never deleted: with less than
+        // twice its size, every rotation would delete all the history there is.
+        if (r.maxTotalBytes < 2 * r.maxFileBytes) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['maxTotalBytes'],
+            message: `must be at least twice records.maxFileBytes (${2 * r.maxFileBytes} bytes): the file being written counts towards the total`,
+          });
+        }
+      })
       .prefault({}),
     http: z
       .object({
-        listen: z.string().min(1).default('127.0.0.1:9465'),
+        /** IP:PORT; port 0 lets the kernel choose a free one (tests read it from the log). */
+        listen: ipPortSchema.default('127.0.0.1:9465'),
         /** Required when listening beyond loopback; sent as "Authorization: Bearer <token>". */
         token: z.string().min(16).optional(),
         enabled: z.boolean().default(true),
@@ -188,8 +217,8 @@ function targetSchema(phases: PhaseRegistry) {
         .optional(),
       sni: z.string().min(1).optional(),
       phases: z.array(phaseEntry(phases)).min(1),
-      interval: duration.optional(),
-      phaseTimeout: duration.optional(),
+      interval: probeInterval.optional(),
+      phaseTimeout: phaseTimeout.optional(),
       /** Where the address or fact comes from (also written as a YAML comment). */
       source: z.string().optional(),
       description: z.string().optional(),

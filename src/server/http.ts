@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import type { Registry } from 'prom-client';
+import { Limiter } from '../engine/limiter.js';
 import type { Logger } from '../log.js';
 import { readRecords } from '../sinks/records.js';
 import type { StatusBoard } from '../sinks/status.js';
@@ -20,11 +21,19 @@ export interface HttpDeps {
 }
 
 const MAX_RESULTS = 1000;
+/**
+ * /api/results scans up to 32 MiB of records each: two run at once, a few more wait their turn,
+ * and beyond that a client is told to come back (503), so a burst of requests costs bounded
+ * memory and leaves the event loop to the probes and /healthz.
+ */
+const SCANS_AT_ONCE = 2;
+const SCANS_WAITING = 16;
 
 /** /metrics, /healthz, /api/status, /api/results and the status page (design.md §10). */
 export function createHttpServer(deps: HttpDeps): Server {
+  const scans = new Limiter(SCANS_AT_ONCE);
   return createServer((req, res) => {
-    handle(req, res, deps).catch((err) => {
+    handle(req, res, deps, scans).catch((err) => {
       deps.log.error({ err }, 'http handler failed');
       if (!res.headersSent) send(res, 500, 'text/plain', 'internal error\n');
       else res.destroy();
@@ -32,7 +41,7 @@ export function createHttpServer(deps: HttpDeps): Server {
   });
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps): Promise<void> {
+async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps, scans: Limiter): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://callprobe');
   if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n');
   // Without a token the server listens on loopback only; a page in the volunteer's browser could
@@ -65,7 +74,11 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps)
         since = /^\d+(\.\d+)?$/.test(sinceText) ? new Date(Number(sinceText) * 1000) : new Date(sinceText);
         if (Number.isNaN(since.getTime())) return json(res, 400, { error: 'since must be an ISO 8601 time or Unix seconds' });
       }
-      return json(res, 200, readRecords(deps.recordsDir, { limit, ...(since ? { since } : {}) }));
+      if (scans.queued >= SCANS_WAITING) {
+        res.setHeader('Retry-After', '5');
+        return json(res, 503, { error: 'too many /api/results requests at once: retry later' });
+      }
+      return json(res, 200, await scans.run(() => readRecords(deps.recordsDir, { limit, ...(since ? { since } : {}) })));
     }
     case '/':
       return send(

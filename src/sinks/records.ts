@@ -1,35 +1,63 @@
-import { closeSync, fstatSync, mkdirSync, openSync, readSync, readdirSync, statSync, unlinkSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import type { ProbeResult } from '../result.js';
 
 export interface RecordsOptions {
   dir: string;
   maxFileBytes: number;
+  /** The whole directory, the file being written included. */
   maxTotalBytes: number;
   /** Results waiting to be written; past this they are dropped and counted, never blocking probes. */
   queueLength: number;
+  /** Written records are synced to the disk at most this long after being written (default 5 s). */
+  syncIntervalMs?: number;
   onDrop?(count: number): void;
   onError?(err: unknown): void;
   now?: () => Date;
 }
 
 const FILE_PATTERN = /^callprobe-(\d{8})-(\d{4})\.jsonl$/;
+const BATCH_BYTES = 256 * 1024;
+const SYNC_INTERVAL_MS = 5_000;
+
+/**
+ * A records file ended in the middle of a line (a crash or a power cut mid-write): the fragment
+ * was removed so that every line of the file is a whole record. Reported through `onError`, as
+ * the record it was part of is lost.
+ */
+export class TornRecordError extends Error {
+  constructor(
+    readonly file: string,
+    readonly bytes: number,
+  ) {
+    super(`${basename(file)}: removed a torn last line (${bytes} bytes after the last newline, left by a crash or power cut)`);
+    this.name = 'TornRecordError';
+  }
+}
 
 /**
  * One JSON line per ProbeResult under `dir`, in files rotated by size and by UTC day, the total
  * capped by deleting the oldest files first: months unattended never fill a disk. Writes are
  * queued and appended in batches; a slow disk costs queued results (counted), never a probe.
+ * Written lines are synced to the disk within `syncIntervalMs`, at rotation and on close.
  */
 export class RecordWriter {
   private queue: string[] = [];
   private handle: FileHandle | null = null;
   private current: { name: string; day: string; bytes: number } | null = null;
   private writing: Promise<void> | null = null;
+  /** Bytes written since the last sync. */
+  private unsynced = 0;
+  private syncDue = false;
+  private syncTimer: NodeJS.Timeout | null = null;
   private readonly now: () => Date;
+  private readonly batchBytes: number;
 
   constructor(private readonly options: RecordsOptions) {
     this.now = options.now ?? (() => new Date());
+    // A batch never makes a file grow past maxFileBytes (unless one line alone is larger).
+    this.batchBytes = Math.min(BATCH_BYTES, options.maxFileBytes);
     mkdirSync(options.dir, { recursive: true, mode: 0o750 });
   }
 
@@ -44,7 +72,7 @@ export class RecordWriter {
     return true;
   }
 
-  /** Resolves when everything queued so far is on disk. */
+  /** Resolves when everything queued so far is written (not necessarily synced). */
   async flush(): Promise<void> {
     while (this.writing || this.queue.length > 0) {
       this.kick();
@@ -52,20 +80,28 @@ export class RecordWriter {
     }
   }
 
+  /** Writes what is queued, syncs it and closes the file. */
   async close(): Promise<void> {
     await this.flush();
-    await this.handle?.close();
-    this.handle = null;
-    this.current = null;
+    if (this.syncTimer) clearTimeout(this.syncTimer);
+    this.syncTimer = null;
+    try {
+      await this.sync().catch((err) => this.options.onError?.(err));
+    } finally {
+      await this.handle?.close();
+      this.handle = null;
+      this.current = null;
+    }
   }
 
+  /** Starts the one writer task (writes, rotation and syncs never overlap) if there is work. */
   private kick(): void {
-    if (this.writing || this.queue.length === 0) return;
+    if (this.writing || (this.queue.length === 0 && !this.syncDue)) return;
     this.writing = this.drain()
       .catch((err) => this.options.onError?.(err))
       .finally(() => {
         this.writing = null;
-        if (this.queue.length > 0) this.kick();
+        if (this.queue.length > 0 || this.syncDue) this.kick();
       });
   }
 
@@ -73,50 +109,100 @@ export class RecordWriter {
     while (this.queue.length > 0) {
       const batch: string[] = [];
       let bytes = 0;
-      // One batch never crosses a rotation boundary by more than one line.
-      while (this.queue.length > 0 && bytes < 256 * 1024) {
-        const line = this.queue.shift()!;
-        batch.push(line);
-        bytes += Buffer.byteLength(line);
+      while (this.queue.length > 0) {
+        const size = Buffer.byteLength(this.queue[0]!);
+        if (batch.length > 0 && bytes + size > this.batchBytes) break;
+        batch.push(this.queue.shift()!);
+        bytes += size;
       }
       await this.ensureFile(bytes);
       await this.handle!.appendFile(batch.join(''));
       this.current!.bytes += bytes;
+      this.unsynced += bytes;
+      this.armSync();
     }
+    if (this.syncDue) await this.sync();
+  }
+
+  /** A sync within syncIntervalMs of the first unsynced write; the timer never keeps the process up. */
+  private armSync(): void {
+    if (this.syncTimer) return;
+    this.syncTimer = setTimeout(() => {
+      this.syncTimer = null;
+      this.syncDue = true;
+      this.kick();
+    }, this.options.syncIntervalMs ?? SYNC_INTERVAL_MS);
+    this.syncTimer.unref();
+  }
+
+  private async sync(): Promise<void> {
+    this.syncDue = false;
+    if (!this.handle || this.unsynced === 0) return;
+    this.unsynced = 0;
+    await this.handle.sync();
   }
 
   private async ensureFile(incoming: number): Promise<void> {
     const day = utcDay(this.now());
     const c = this.current;
     if (c && c.day === day && (c.bytes === 0 || c.bytes + incoming <= this.options.maxFileBytes)) return;
+    // What was written to the old file reaches the disk before the new file exists.
+    await this.sync();
     await this.handle?.close();
-    const name = this.nextName(day);
-    this.handle = await open(join(this.options.dir, name), 'a+', 0o640);
-    const size = (await this.handle.stat()).size;
-    this.current = { name, day, bytes: size };
-    // After a crash the last line may be torn: end it, so the next record starts on a line of its own.
-    if (size > 0) {
-      const last = Buffer.alloc(1);
-      await this.handle.read(last, 0, 1, size - 1);
-      if (last[0] !== 0x0a) {
-        await this.handle.appendFile('\n');
-        this.current.bytes += 1;
-      }
-    }
-    enforceTotal(this.options.dir, this.options.maxTotalBytes, name);
+    this.handle = null;
+    const name = await this.nextName(day);
+    const path = join(this.options.dir, name);
+    this.handle = await open(path, 'a+', 0o640);
+    const { size } = await this.handle.stat();
+    this.current = { name, day, bytes: await dropTornTail(this.handle, size, path, this.options.onError) };
+    if (size === 0) await syncDirectory(this.options.dir); // the new file's name survives a power cut
+    await enforceTotal(this.options.dir, this.options.maxTotalBytes, this.options.maxFileBytes, name);
   }
 
-  private nextName(day: string): string {
-    const seqs = listRecordFiles(this.options.dir)
-      .filter((f) => f.day === day)
-      .map((f) => f.seq);
+  private async nextName(day: string): Promise<string> {
+    const seqs = (await listRecordFiles(this.options.dir)).filter((f) => f.day === day).map((f) => f.seq);
     const last = seqs.length > 0 ? Math.max(...seqs) : -1;
     // Continue the newest file of the day after a restart if it still has room.
     if (last >= 0 && !this.current) {
       const name = fileName(day, last);
-      if (statSync(join(this.options.dir, name)).size < this.options.maxFileBytes) return name;
+      if ((await stat(join(this.options.dir, name))).size < this.options.maxFileBytes) return name;
     }
     return fileName(day, last + 1);
+  }
+}
+
+/**
+ * A file opened for appending after a crash may end in a torn line: cut it off at the last
+ * newline, so that strict readers (jq, log shippers) see only whole records, and report the bytes
+ * dropped. Returns the size after.
+ */
+async function dropTornTail(handle: FileHandle, size: number, path: string, onError: RecordsOptions['onError']): Promise<number> {
+  if (size === 0) return 0;
+  let end = size;
+  const chunk = Buffer.alloc(READ_CHUNK);
+  while (end > 0) {
+    const length = Math.min(READ_CHUNK, end);
+    await handle.read(chunk, 0, length, end - length);
+    const newline = chunk.subarray(0, length).lastIndexOf(0x0a);
+    if (newline !== -1) {
+      end = end - length + newline + 1;
+      break;
+    }
+    end -= length;
+  }
+  if (end === size) return size;
+  await handle.truncate(end);
+  await handle.sync();
+  onError?.(new TornRecordError(path, size - end));
+  return end;
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 
@@ -126,10 +212,10 @@ interface RecordFile {
   seq: number;
 }
 
-export function listRecordFiles(dir: string): RecordFile[] {
+export async function listRecordFiles(dir: string): Promise<RecordFile[]> {
   let names: string[];
   try {
-    names = readdirSync(dir);
+    names = await readdir(dir);
   } catch {
     return [];
   }
@@ -142,14 +228,19 @@ export function listRecordFiles(dir: string): RecordFile[] {
     .sort((a, b) => (a.day === b.day ? a.seq - b.seq : a.day < b.day ? -1 : 1));
 }
 
-/** Deletes the oldest files until the total is under the cap; the file being written is kept. */
-function enforceTotal(dir: string, maxTotalBytes: number, keep: string): void {
-  const files = listRecordFiles(dir).map((f) => ({ ...f, size: statSync(join(dir, f.name)).size }));
-  let total = files.reduce((sum, f) => sum + f.size, 0);
+/**
+ * Deletes the oldest files until the others and a full file being written fit in the total: the
+ * directory never grows past `maxTotalBytes`. The file being written is kept.
+ */
+async function enforceTotal(dir: string, maxTotalBytes: number, maxFileBytes: number, keep: string): Promise<void> {
+  const files = await Promise.all(
+    (await listRecordFiles(dir)).filter((f) => f.name !== keep).map(async (f) => ({ ...f, size: (await stat(join(dir, f.name))).size })),
+  );
+  let others = files.reduce((sum, f) => sum + f.size, 0);
   for (const f of files) {
-    if (total <= maxTotalBytes || f.name === keep) break;
-    unlinkSync(join(dir, f.name));
-    total -= f.size;
+    if (others + maxFileBytes <= maxTotalBytes) break;
+    await unlink(join(dir, f.name));
+    others -= f.size;
   }
 }
 
@@ -168,7 +259,7 @@ export interface ReadOptions {
   limit: number;
   /**
    * At most this many bytes are read per call, newest first, so a request can never make the
-   * daemon read its whole records directory (the HTTP API shares the event loop with the probes).
+   * daemon read its whole records directory.
    */
   maxScanBytes?: number;
 }
@@ -178,16 +269,17 @@ const DEFAULT_MAX_SCAN = 32 * 1024 * 1024;
 
 /**
  * Reads results back, newest last. A torn line (a crash mid-write) or any line that does not
- * parse is skipped, never fatal. Files are read backwards in chunks from the newest, and reading
- * stops at `limit` results or `maxScanBytes`.
+ * parse is skipped, never fatal. Files are read backwards from the newest in 64 KiB chunks, each
+ * an asynchronous read, so the event loop (probes, /healthz) runs between chunks; reading stops
+ * at `limit` results or `maxScanBytes`.
  */
-export function readRecords(dir: string, { since, limit, maxScanBytes = DEFAULT_MAX_SCAN }: ReadOptions): ProbeResult[] {
+export async function readRecords(dir: string, { since, limit, maxScanBytes = DEFAULT_MAX_SCAN }: ReadOptions): Promise<ProbeResult[]> {
   const out: ProbeResult[] = [];
   let budget = maxScanBytes;
-  for (const f of listRecordFiles(dir).reverse()) {
+  for (const f of (await listRecordFiles(dir)).reverse()) {
     if (out.length >= limit || budget <= 0) break;
     if (since && f.day < utcDay(since)) break;
-    budget -= readFileBackwards(join(dir, f.name), budget, (line) => {
+    budget -= await readFileBackwards(join(dir, f.name), budget, (line) => {
       let result: ProbeResult;
       try {
         result = JSON.parse(line) as ProbeResult;
@@ -202,36 +294,37 @@ export function readRecords(dir: string, { since, limit, maxScanBytes = DEFAULT_
 }
 
 /** Calls `onLine` for each complete line, last line first; stops when it returns false. Returns bytes read. */
-function readFileBackwards(file: string, maxBytes: number, onLine: (line: string) => boolean): number {
-  let fd: number;
+async function readFileBackwards(file: string, maxBytes: number, onLine: (line: string) => boolean): Promise<number> {
+  let handle: FileHandle;
   try {
-    fd = openSync(file, 'r');
+    handle = await open(file, 'r');
   } catch {
     return 0;
   }
   try {
-    let position = fstatSync(fd).size;
-    let carry = Buffer.alloc(0);
+    let position = (await handle.stat()).size;
+    // The end of a line whose start is in a chunk not read yet, in pieces in file order.
+    let tail: Buffer[] = [];
     let read = 0;
     while (position > 0 && read < maxBytes) {
       const length = Math.min(READ_CHUNK, position, maxBytes - read);
       position -= length;
       const chunk = Buffer.alloc(length);
-      readSync(fd, chunk, 0, length, position);
+      await handle.read(chunk, 0, length, position);
       read += length;
-      let buf = Buffer.concat([chunk, carry]);
-      let end = buf.length;
-      for (let i = buf.length - 1; i >= 0; i--) {
-        if (buf[i] !== 0x0a) continue;
-        if (end > i + 1 && !onLine(buf.toString('utf8', i + 1, end))) return read;
+      let end = length;
+      for (let i = length - 1; i >= 0; i--) {
+        if (chunk[i] !== 0x0a) continue;
+        const line = tail.length === 0 ? chunk.subarray(i + 1, end) : Buffer.concat([chunk.subarray(i + 1, end), ...tail]);
+        tail = [];
+        if (line.length > 0 && !onLine(line.toString('utf8'))) return read;
         end = i;
       }
-      carry = buf.subarray(0, end);
-      buf = carry;
+      if (end > 0) tail.unshift(chunk.subarray(0, end));
     }
-    if (position === 0 && carry.length > 0) onLine(carry.toString('utf8'));
+    if (position === 0 && tail.length > 0) onLine(Buffer.concat(tail).toString('utf8'));
     return read;
   } finally {
-    closeSync(fd);
+    await handle.close();
   }
 }

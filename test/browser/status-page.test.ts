@@ -27,7 +27,7 @@ describeNeeding(existsSync(CHROMIUM) ? null : `${CHROMIUM} is missing: scripts/t
     writeFileSync(join(dir, 'ctl.yaml'), `service: control\ncontrol: true\ntargets:\n  - name: domestic\n    host: 127.0.0.1\n    port: ${server.port}\n    phases: [tcp]\n`);
     writeFileSync(
       join(dir, 'c.yaml'),
-      `vantage: { name: page-test }\nembeddedCatalogues: false\ncatalogues: [svc.yaml, ctl.yaml]\ndataDir: ${join(dir, 'data')}\nschedule: { interval: 1s, jitter: 0 }\nhttp: { listen: "127.0.0.1:0" }\ndns: { resolver: "127.0.0.1:53" }\nsafety: { allow: [127.0.0.0/8] }\n`,
+      `vantage: { name: page-test }\nembeddedCatalogues: false\ncatalogues: [svc.yaml, ctl.yaml]\ndataDir: ${join(dir, 'data')}\nschedule: { interval: 10s, jitter: 0 }\nhttp: { listen: "127.0.0.1:0" }\ndns: { resolver: "127.0.0.1:53" }\nsafety: { allow: [127.0.0.0/8] }\n`,
     );
     daemon = spawn(process.execPath, [join(ROOT, 'dist', 'cli.js'), 'run', '--config', join(dir, 'c.yaml')], { stdio: ['ignore', 'pipe', 'inherit'] });
     const lines = createInterface({ input: daemon.stdout! });

@@ -49,7 +49,8 @@ export interface Daemon {
 }
 
 /**
- * `callprobe run` with the targets the dashboard and the rules need, probed every second:
+ * `callprobe run` with the targets the dashboard and the rules need, probed every 10 s (the shortest
+ * interval a config may ask for):
  * - control/local: `ok.lab.test`, resolved by a loopback DNS server to 127.0.0.1, then a TCP echo
  *   server: a working dns and tcp control;
  * - loop/open: the echo server (ok);
@@ -85,7 +86,7 @@ export async function startDaemon(dir: string, vantage: string): Promise<Daemon>
       embeddedCatalogues: false,
       catalogues: ['loop.yaml', 'controls.yaml'],
       dataDir: join(dir, 'data'),
-      schedule: { interval: '1s', jitter: 0, phaseTimeout: '2s' },
+      schedule: { interval: '10s', jitter: 0, phaseTimeout: '2s' },
       http: { listen: '127.0.0.1:0' },
       dns: { resolver: `127.0.0.1:${dns.port}` },
       safety: { allow: ['127.0.0.0/8', '::1/128', '198.18.0.0/15'] },
