@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { ConfigError } from './config/loader.js';
+import { defaultDataDir } from './config/paths.js';
 import { StartupError, startDaemon } from './daemon.js';
 import { Engine } from './engine/engine.js';
 import { createLogger, silentLogger } from './log.js';
@@ -105,7 +106,8 @@ async function runOnce(configFile: string | null, services: string[], json: bool
   const known = new Set(plan.specs.map((s) => s.service));
   for (const s of services) if (!known.has(s)) throw new UsageError(`--service ${s}: no such service in the plan (${[...known].join(', ')})`);
   const specs = plan.specs.filter((s) => s.control || services.length === 0 || services.includes(s.service));
-  const engine = new Engine(plan, verbose ? createLogger('debug') : silentLogger());
+  // The same data directory as the daemon's: what the vantage learnt (which targets answer) is shared.
+  const engine = new Engine(plan, verbose ? createLogger('debug') : silentLogger(), plan.config.dataDir ?? defaultDataDir());
   const controller = new AbortController();
   process.once('SIGINT', () => controller.abort('interrupted by SIGINT'));
   const results: ProbeResult[] = [];
@@ -113,6 +115,7 @@ async function runOnce(configFile: string | null, services: string[], json: bool
     results.push(r);
     if (json) process.stdout.write(JSON.stringify(r) + '\n');
   });
+  engine.close();
   if (!json) process.stdout.write(results.map(formatResult).join('\n') + '\n');
   return results.every((r) => r.verdict === 'ok') ? 0 : 1;
 }

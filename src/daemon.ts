@@ -59,7 +59,7 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
       log.error({ err }, 'writing records failed');
     },
   }));
-  const engine = new Engine(plan, log);
+  const engine = new Engine(plan, log, dataDir);
   const publish = (result: ProbeResult): void => {
     for (const [name, sink] of [
       ['records', () => records.write(result)],
@@ -152,6 +152,7 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
     (stopping ??= (async () => {
       log.info('stopping: finishing runs in flight');
       await scheduler.stop(STOP_GRACE_MS);
+      engine.close();
       await records.close();
       if (server) {
         server.closeAllConnections();

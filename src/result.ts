@@ -1,4 +1,5 @@
 import type { FailureCode } from './failure.js';
+import type { TargetLocation, TargetPath } from './types.js';
 
 /** Version of the record format: every JSON line carries it; a change bumps it (README "Records"). */
 export const RESULT_SCHEMA = 1 as const;
@@ -33,12 +34,21 @@ export interface PhaseResult {
 
 export type Verdict = 'ok' | 'degraded' | 'blocked' | 'error';
 
+/**
+ * How far a failure reaches, judged from the controls: `service` (only this service's destinations
+ * fail), `foreign` (domestic controls pass and the foreign ones fail: an allowlist regime),
+ * `network` (the controls fail too: the vantage's network is down).
+ */
+export type VerdictScope = 'service' | 'foreign' | 'network';
+
 /** The control a verdict leaned on: which control target, at which phase, and what it saw. */
 export interface ControlRef {
   target: string;
   phase: string;
   ok: boolean;
   startedAt: string;
+  /** Where the control is (a domestic control passing while foreign ones fail is an allowlist). */
+  location: TargetLocation;
   /** For a control that failed: its run's failure and the phase it failed at (which may come before `phase`). */
   failure?: FailureCode | null;
   failedPhase?: string | null;
@@ -51,11 +61,18 @@ export interface ProbeResult {
   vantage: { name: string; asn?: number; country?: string };
   service: string;
   target: string;
+  /** What of a call the target stands for (signalling or the call path), and where it is. */
+  path: TargetPath;
+  location: TargetLocation;
   /** ISO 8601, wall clock. */
   startedAt: string;
   durationMs: number;
   phases: PhaseResult[];
   verdict: Verdict;
+  /** How far the failure reaches (null when ok, degraded, or when the controls cannot say). */
+  scope: VerdictScope | null;
+  /** Why the verdict is what it is, where the controls alone do not say (e.g. the known-responsive rule). */
+  reason?: string;
   failure: FailureCode | null;
   failedPhase: string | null;
   /** The control consulted for the verdict, or null when none applied (see README "Verdicts"). */
@@ -74,4 +91,4 @@ export interface RunTiming {
 }
 
 /** A finished run before the verdict: the verdict needs the controls (engine/verdict.ts). */
-export type RunRecord = Omit<ProbeResult, 'verdict' | 'control'>;
+export type RunRecord = Omit<ProbeResult, 'verdict' | 'control' | 'scope' | 'reason'>;

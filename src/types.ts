@@ -45,12 +45,21 @@ export interface PlannedPhase {
   implied?: true;
 }
 
+export type TargetPath = 'messaging' | 'calls';
+export type TargetLocation = 'domestic' | 'foreign';
+
 /** One target of one service, ready to run: everything downstream trusts it (validated once). */
 export interface ProbeSpec {
   id: string;
   service: string;
   target: string;
   control: boolean;
+  /** What of a call it stands for: signalling, or the call path (relays, STUN/TURN, media). */
+  path: TargetPath;
+  /** Where the destination is, seen from the vantage. */
+  location: TargetLocation;
+  /** The catalogue says (with a source) that it answers this probe: its silence is not ambiguous. */
+  answersProbes: boolean;
   endpoint: TargetEndpoint;
   phases: PlannedPhase[];
   intervalMs: number;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseCidr } from '../net/cidr.js';
 import type { PhaseRegistry } from '../phases/types.js';
+import type { TargetLocation, TargetPath } from '../types.js';
 import { ipPortSchema } from '../net/address.js';
 import { durationBetween, size, sizeAtLeast } from '../units.js';
 import { mediaKeySchema } from '../config/media-key.js';
@@ -12,6 +13,10 @@ const cidr = z.string().superRefine((value, ctx) => {
     ctx.addIssue({ code: 'custom', message: (err as Error).message });
   }
 });
+
+/** What of a call a target stands for, and where it is (README "Catalogues"). */
+export const TARGET_PATHS = ['messaging', 'calls'] as const satisfies readonly TargetPath[];
+export const TARGET_LOCATIONS = ['domestic', 'foreign'] as const satisfies readonly TargetLocation[];
 
 const name = z
   .string()
@@ -222,10 +227,29 @@ function targetSchema(phases: PhaseRegistry) {
       /** Where the address or fact comes from (also written as a YAML comment). */
       source: z.string().optional(),
       description: z.string().optional(),
+      /**
+       * What of a call this target stands for: `messaging` (signalling: DNS, TLS, the service's
+       * handshake) or `calls` (the call path: call servers, relays, STUN/TURN, media). Default:
+       * `calls` when a phase of the call path is listed, else `messaging`.
+       */
+      path: z.enum(TARGET_PATHS).optional(),
+      /**
+       * Where the destination is, seen from the vantage: `foreign` (the default: the services'
+       * servers abroad) or `domestic`. Domestic controls are what tell an allowlist regime
+       * ("everything foreign fails") from a block of one service.
+       */
+      location: z.enum(TARGET_LOCATIONS).optional(),
+      /**
+       * The target is known to answer this probe (a source must say so): its silence is then
+       * `blocked`, where silence from a target that may simply ignore an unsolicited probe is
+       * `error` until it has answered once at this vantage.
+       */
+      answersProbes: z.boolean().optional(),
     })
     .strict()
     .superRefine((t, ctx) => {
       if (!t.host && !t.url) ctx.addIssue({ code: 'custom', message: 'a target needs host (and port) or url' });
+      if (t.answersProbes && !t.source) ctx.addIssue({ code: 'custom', message: 'answersProbes: true needs a source that says the target answers this probe', path: ['answersProbes'] });
       if (t.host && !t.url && t.port === undefined && t.phases.some((p) => (typeof p === 'string' ? p : Object.keys(p)[0]) !== 'dns')) {
         ctx.addIssue({ code: 'custom', message: 'port is required when the target connects anywhere', path: ['port'] });
       }

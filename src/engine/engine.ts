@@ -1,8 +1,10 @@
+import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import type { Plan } from '../plan/index.js';
 import type { ProbeSpec } from '../types.js';
 import type { ProbeResult } from '../result.js';
 import { SafetyGuard } from './guard.js';
+import { KnownResponsive } from './known-responsive.js';
 import { Limiter } from './limiter.js';
 import { sharedLoopMonitor } from './loop-delay.js';
 import { runSpec, type RunnerDeps } from './runner.js';
@@ -15,12 +17,15 @@ import { ControlBoard } from './verdict.js';
 export class Engine {
   private deps: RunnerDeps;
   private board: ControlBoard;
+  private readonly responsive: KnownResponsive;
 
-  constructor(plan: Plan, log: Logger) {
+  /** @param dataDir where what the vantage has learnt is kept across restarts (which targets answer); none: nothing is kept. */
+  constructor(plan: Plan, log: Logger, dataDir: string | null = null) {
     // Watching the event loop from the start, so the first runs already know how far to trust their timings.
     sharedLoopMonitor();
     this.deps = depsOf(plan, log);
     this.board = new ControlBoard(controlMaxAge(plan), plan.phases);
+    this.responsive = new KnownResponsive(dataDir === null ? null : join(dataDir, 'state', 'known-responsive.json'), log);
   }
 
   update(plan: Plan): void {
@@ -31,7 +36,25 @@ export class Engine {
   async probe(spec: ProbeSpec, signal: AbortSignal): Promise<ProbeResult> {
     const run = await runSpec(spec, this.deps, signal);
     if (spec.control) this.board.record(run);
-    return this.board.judge(run, spec.control);
+    const ambiguous = this.ambiguousPhase(spec);
+    if (ambiguous !== null && run.phases.find((p) => p.phase === ambiguous)?.ok) this.responsive.record(spec.id, run.startedAt);
+    return this.board.judge(run, spec.control, Date.now(), {
+      ambiguousSilence: ambiguous !== null && run.failedPhase === ambiguous && run.failure === 'generic_timeout_error',
+      knownToAnswer: spec.answersProbes || this.responsive.has(spec.id),
+    });
+  }
+
+  /** Writes what must outlive the process (at shutdown). */
+  close(): void {
+    this.responsive.save();
+  }
+
+  /** The phase of this spec whose silence alone is no evidence (a probe the target may ignore), if any. */
+  private ambiguousPhase(spec: ProbeSpec): string | null {
+    for (const planned of spec.phases) {
+      if (this.deps.phases.get(planned.name)?.silenceAmbiguous?.(planned.params)) return planned.name;
+    }
+    return null;
   }
 
   /**

@@ -79,6 +79,8 @@ export async function runSpec(spec: ProbeSpec, deps: RunnerDeps, signal: AbortSi
     vantage: deps.vantage,
     service: spec.service,
     target: spec.target,
+    path: spec.path,
+    location: spec.location,
     startedAt,
     durationMs: roundMs(ended - t0),
     phases,

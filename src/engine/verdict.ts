@@ -1,7 +1,7 @@
 import { DEGRADATION_CODES } from '../failure.js';
 import { PHASES } from '../phases/index.js';
 import type { PhaseRegistry } from '../phases/types.js';
-import type { ControlRef, ProbeResult, Verdict } from '../result.js';
+import type { ControlRef, ProbeResult, Verdict, VerdictScope } from '../result.js';
 import type { RunRecord } from '../result.js';
 
 /**
@@ -11,12 +11,34 @@ import type { RunRecord } from '../result.js';
 const NOT_NETWORK = new Set(['policy_denied', 'internal_error', 'interrupted', 'turn_unauthorized']);
 
 /**
- * Keeps the latest control result per phase and turns runs into verdicts (design.md §6):
- * `blocked` only when a control succeeded at the same phase recently; `error` when the controls
- * failed too, or when no recent control covers that phase, since then nothing can be concluded.
+ * Keeps the latest control result per phase and turns runs into verdicts:
+ * - `blocked` only when a control succeeded at the same phase recently, with a **scope**: `service`
+ *   when a foreign control passed (the foreign internet works there: only this service's
+ *   destinations fail), `foreign` when only domestic controls passed and the foreign ones failed
+ *   (everything foreign fails: an allowlist regime), and no scope when no foreign control covers
+ *   that phase (a block of this service and an allowlist cannot be told apart);
+ * - `error` when the controls failed too (scope `network`: the vantage's network is down), when
+ *   no recent control covers that phase, or when the failure is silence from a target that may
+ *   simply ignore an unsolicited probe and is not known to answer it (the known-responsive rule,
+ *   with the reason in the record).
  * The raw phases are always kept: the verdict is an interpretation, the data is the data.
  */
 type Remembered = ControlRef & { at: number; family: 4 | 6 | null };
+
+/** What the engine knows of a run beyond its record, for the known-responsive rule. */
+export interface JudgeContext {
+  /** The failure is a timeout at a phase where silence may only mean "not answering strangers". */
+  ambiguousSilence?: boolean;
+  /** The target answered this probe at this vantage before, or its catalogue entry says it does. */
+  knownToAnswer?: boolean;
+}
+
+interface Judgement {
+  verdict: Verdict;
+  control: ControlRef | null;
+  scope: VerdictScope | null;
+  reason?: string;
+}
 
 export class ControlBoard {
   private readonly latest = new Map<string, Map<string, Remembered>>();
@@ -54,6 +76,7 @@ export class ControlBoard {
         phase: phase.phase,
         ok: phase.ok,
         startedAt: run.startedAt,
+        location: run.location,
         ...(failed ? { failure: run.failure, failedPhase: run.failedPhase } : {}),
         at,
         family: phase.skipped ? null : familyOf(phase.endpoint),
@@ -61,15 +84,15 @@ export class ControlBoard {
     }
   }
 
-  judge(run: RunRecord, isControl: boolean, now = Date.now()): ProbeResult {
-    const { verdict, control } = this.verdictOf(run, isControl, now);
-    return { ...run, verdict, control };
+  judge(run: RunRecord, isControl: boolean, now = Date.now(), context: JudgeContext = {}): ProbeResult {
+    const { verdict, control, scope, reason } = this.verdictOf(run, isControl, now, context);
+    return { ...run, verdict, control, scope, ...(reason ? { reason } : {}) };
   }
 
-  private verdictOf(run: RunRecord, isControl: boolean, now: number): { verdict: Verdict; control: ControlRef | null } {
-    if (run.failure === null) return { verdict: 'ok', control: null };
-    if (isControl || NOT_NETWORK.has(run.failure)) return { verdict: 'error', control: null };
-    if (DEGRADATION_CODES.has(run.failure)) return { verdict: 'degraded', control: null };
+  private verdictOf(run: RunRecord, isControl: boolean, now: number, context: JudgeContext): Judgement {
+    if (run.failure === null) return { verdict: 'ok', control: null, scope: null };
+    if (isControl || NOT_NETWORK.has(run.failure)) return { verdict: 'error', control: null, scope: null };
+    if (DEGRADATION_CODES.has(run.failure)) return { verdict: 'degraded', control: null, scope: null };
     const controlPhase = this.phases.get(run.failedPhase ?? '')?.controlPhase ?? run.failedPhase ?? '';
     // An IPv6 failure says nothing about censorship when the vantage may have no IPv6 at all: only a
     // control that reached the network over the same address family can vouch for it.
@@ -78,10 +101,31 @@ export class ControlBoard {
     const fresh = [...(this.latest.get(controlPhase)?.values() ?? [])].filter(
       (c) => now - c.at <= this.maxAgeMs && (family === null || c.family === null || c.family === family),
     );
-    const ok = fresh.find((c) => c.ok);
-    if (ok) return { verdict: 'blocked', control: strip(ok) };
-    const failedControl = fresh[0];
-    return { verdict: 'error', control: failedControl ? strip(failedControl) : null };
+    const foreign = fresh.filter((c) => c.location !== 'domestic');
+    const okForeign = foreign.find((c) => c.ok);
+    const okDomestic = fresh.find((c) => c.ok && c.location === 'domestic');
+    const ok = okForeign ?? okDomestic;
+    if (!ok) {
+      const failedControl = fresh[0];
+      return { verdict: 'error', control: failedControl ? strip(failedControl) : null, scope: failedControl ? 'network' : null };
+    }
+    if (context.ambiguousSilence && !context.knownToAnswer) {
+      return {
+        verdict: 'error',
+        control: strip(ok),
+        scope: null,
+        reason: `${run.target} did not answer, but it has not answered this probe at this vantage before and its catalogue entry does not say it answers: its silence is no evidence of a block`,
+      };
+    }
+    if (okForeign) return { verdict: 'blocked', control: strip(okForeign), scope: 'service' };
+    // Only domestic controls passed: with a foreign control that failed too, everything foreign fails.
+    if (foreign.length > 0) return { verdict: 'blocked', control: strip(ok), scope: 'foreign' };
+    return {
+      verdict: 'blocked',
+      control: strip(ok),
+      scope: null,
+      reason: `no foreign control covers ${controlPhase}: a block of ${run.service} cannot be told from one of everything foreign`,
+    };
   }
 }
 

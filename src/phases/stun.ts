@@ -57,6 +57,8 @@ export const stunPhase: PhaseDefinition<typeof params, StunTransportNeeds> = {
   name: 'stun',
   params,
   controlPhase: 'stun',
+  path: 'calls',
+  silenceAmbiguous: (p) => p.purpose === 'relay-reachability',
   needs: 'addresses',
   needsFor: needsForTransport,
   check: (p, { timeoutMs }) => {

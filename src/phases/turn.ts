@@ -66,6 +66,7 @@ export const turnPhase: PhaseDefinition<typeof params, StunTransportNeeds> = {
   name: 'turn',
   params,
   controlPhase: 'stun',
+  path: 'calls',
   needs: 'addresses',
   needsFor: needsForTransport,
   check: (p, { target, timeoutMs, settings }) => {

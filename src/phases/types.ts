@@ -3,7 +3,7 @@ import type { Logger } from '../log.js';
 import type { Connection } from '../net/connection.js';
 import type { PhaseTrace } from '../net/trace.js';
 import type { Evidence, PhaseResult, Transport } from '../result.js';
-import type { DestinationGuard, GaugeSample, PhaseSettings, TargetEndpoint } from '../types.js';
+import type { DestinationGuard, GaugeSample, PhaseSettings, TargetEndpoint, TargetPath } from '../types.js';
 
 export type { Connection };
 
@@ -84,6 +84,14 @@ export interface PhaseDefinition<S extends z.ZodType = z.ZodType, N extends Phas
    * only if a control succeeded at that phase in the same cycle.
    */
   readonly controlPhase: string;
+  /** The part of a call this phase probes (default `messaging`): a target with a `calls` phase stands for the call path. */
+  readonly path?: TargetPath;
+  /**
+   * Whether a timeout here may only mean that the target ignores an unsolicited probe (a call
+   * server asked for a Binding without a call, a reflector given a peer tag it never issued).
+   * Such silence is `blocked` only for a target known to answer (the known-responsive rule).
+   */
+  silenceAmbiguous?(params: z.infer<S>): boolean;
   /** What the phase stands on, e.g. `tls` needs an open connection from `tcp`. */
   readonly needs: N;
   /** When what the phase stands on depends on its parameters (e.g. `stun` over UDP, TCP or TLS). */

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import type { Catalogue, CatalogueTarget, Config } from '../config/schema.js';
 import type { PhaseRegistry, PlannedContext } from '../phases/types.js';
-import type { PhaseSettings, PlannedPhase, ProbeSpec, TargetEndpoint } from '../types.js';
+import type { PhaseSettings, PlannedPhase, ProbeSpec, TargetEndpoint, TargetPath } from '../types.js';
 
 /** One catalogue target as a spec: its endpoint, its completed chain of phases, its schedule. */
 export function toSpec(catalogue: Catalogue, t: CatalogueTarget, config: Config, file: string, phases: PhaseRegistry): ProbeSpec {
@@ -12,18 +12,27 @@ export function toSpec(catalogue: Catalogue, t: CatalogueTarget, config: Config,
     // Validated by the catalogue schema; parse again only to apply the phase's own defaults.
     return { name, params: phases.get(name)!.params.parse(params ?? {}), timeoutMs };
   });
+  const chain = completeChain(listed, endpoint, phases);
   return {
     id: `${catalogue.service}/${t.name}`,
     service: catalogue.service,
     target: t.name,
     control: catalogue.control,
+    path: t.path ?? pathOf(chain, phases),
+    location: t.location ?? 'foreign',
+    answersProbes: t.answersProbes ?? false,
     endpoint,
-    phases: completeChain(listed, endpoint, phases),
+    phases: chain,
     intervalMs: t.interval ?? config.schedule.interval,
     runDeadlineMs: config.schedule.runDeadline,
     ...(t.source ? { source: t.source } : {}),
     catalogueFile: file,
   };
+}
+
+/** `calls` when any planned phase probes the call path, else `messaging`. */
+export function pathOf(chain: readonly PlannedPhase[], phases: PhaseRegistry): TargetPath {
+  return chain.some((p) => phases.get(p.name)?.path === 'calls') ? 'calls' : 'messaging';
 }
 
 function endpointOf(t: CatalogueTarget): TargetEndpoint {

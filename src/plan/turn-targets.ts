@@ -42,6 +42,10 @@ export function turnSpecs(
       service: TURN_SERVICE,
       target: t.name,
       control: false,
+      // The volunteer's own relay: part of the call path, wherever it runs (not known: foreign by default).
+      path: 'calls',
+      location: 'foreign',
+      answersProbes: false,
       endpoint,
       // dns/tcp/tls before it keep the ordinary phase timeout.
       phases: completeChain([phase], endpoint, phases).map((p) => (p.implied ? { ...p, timeoutMs: config.schedule.phaseTimeout } : p)),

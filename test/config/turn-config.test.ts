@@ -75,6 +75,8 @@ describe('turn servers in the config', () => {
       vantage: { name: 'test' },
       service: 'turn',
       target: 'mine',
+      path: 'calls',
+      location: 'foreign',
       startedAt: new Date().toISOString(),
       durationMs: 1,
       phases: [{ phase: 'turn', endpoint: '198.18.2.2:3478', startedAt: 0, durationMs: 1, ok: false, failure: 'turn_unauthorized', evidence: { errorCode: 401 } }],
@@ -82,6 +84,7 @@ describe('turn servers in the config', () => {
       failure: 'turn_unauthorized',
       failedPhase: 'turn',
       control: null,
+      scope: null,
     };
     metrics.observe(result);
     return metrics.registry.metrics().then((text) => {

@@ -9,7 +9,7 @@ function phase(name: string, ok: boolean, failure: string | null = null, skipped
   return { phase: name, endpoint: 'x', startedAt: 0, durationMs: 1, ok, failure: failure as PhaseResult['failure'], ...(skipped ? { skipped: true as const } : {}), evidence: {} };
 }
 
-function run(target: string, phases: PhaseResult[], at = T0): RunRecord {
+function run(target: string, phases: PhaseResult[], at = T0, location: 'domestic' | 'foreign' = 'foreign'): RunRecord {
   const failed = phases.find((p) => !p.ok && !p.skipped);
   return {
     schema: 1,
@@ -18,6 +18,8 @@ function run(target: string, phases: PhaseResult[], at = T0): RunRecord {
     vantage: { name: 'v' },
     service: 's',
     target,
+    path: 'messaging',
+    location,
     startedAt: new Date(at).toISOString(),
     durationMs: 1,
     phases,
@@ -43,6 +45,7 @@ describe('verdicts against controls', () => {
       phase: 'tcp',
       ok: false,
       startedAt: '2026-11-22T10:05:00.000Z',
+      location: 'foreign',
       failure: 'generic_timeout_error',
       failedPhase: 'dns',
     });
@@ -53,7 +56,7 @@ describe('verdicts against controls', () => {
     board.record(okControl);
     const r = board.judge(run('dc2', [phase('tcp', false, 'generic_timeout_error')]), false, T0 + 1000);
     expect(r.verdict).toBe('blocked');
-    expect(r.control).toEqual({ target: 'domestic', phase: 'tcp', ok: true, startedAt: '2026-11-22T10:00:00.000Z' });
+    expect(r.control).toEqual({ target: 'domestic', phase: 'tcp', ok: true, startedAt: '2026-11-22T10:00:00.000Z', location: 'foreign' });
   });
 
   it('is error when the control of that phase failed too', () => {
@@ -121,5 +124,60 @@ describe('verdicts per address family', () => {
     board.record(run('domestic6', [{ ...phase('tcp', true), endpoint: '[2001:db8::53]:443' }]));
     const v6 = board.judge(run('dc2-v6', [{ ...phase('tcp', false, 'generic_timeout_error'), endpoint: '[2001:67c:4e8:f002::a]:443' }]), false, T0);
     expect(v6).toMatchObject({ verdict: 'blocked', control: { target: 'domestic6' } });
+  });
+
+  describe('scope: which controls passed', () => {
+    const at = T0 + 1000;
+    const tcpFails = run('dc2', [phase('tcp', false, 'generic_timeout_error')], at);
+    const domestic = (ok: boolean) => run('yandex', [phase('tcp', ok, ok ? null : 'generic_timeout_error')], T0, 'domestic');
+    const foreignCtl = (ok: boolean) => run('neutral', [phase('tcp', ok, ok ? null : 'generic_timeout_error')], T0, 'foreign');
+
+    it('a foreign control passed: only this service fails (scope service)', () => {
+      const board = new ControlBoard(600_000);
+      board.record(domestic(true));
+      board.record(foreignCtl(true));
+      expect(board.judge(tcpFails, false, at)).toMatchObject({ verdict: 'blocked', scope: 'service', control: { target: 'neutral', location: 'foreign' } });
+    });
+
+    it('domestic controls pass, the foreign one fails too: everything foreign fails (scope foreign, an allowlist)', () => {
+      const board = new ControlBoard(600_000);
+      board.record(domestic(true));
+      board.record(foreignCtl(false));
+      expect(board.judge(tcpFails, false, at)).toMatchObject({ verdict: 'blocked', scope: 'foreign', control: { target: 'yandex', location: 'domestic', ok: true } });
+    });
+
+    it('only a domestic control at that phase: blocked, but a service block cannot be told from an allowlist', () => {
+      const board = new ControlBoard(600_000);
+      board.record(domestic(true));
+      const r = board.judge(tcpFails, false, at);
+      expect(r).toMatchObject({ verdict: 'blocked', scope: null });
+      expect(r.reason).toBe('no foreign control covers tcp: a block of s cannot be told from one of everything foreign');
+    });
+
+    it('every control failed: the network is down (scope network, error)', () => {
+      const board = new ControlBoard(600_000);
+      board.record(domestic(false));
+      board.record(foreignCtl(false));
+      expect(board.judge(tcpFails, false, at)).toMatchObject({ verdict: 'error', scope: 'network', control: { ok: false } });
+    });
+  });
+
+  describe('the known-responsive rule: silence from a target that may ignore strangers', () => {
+    const at = T0 + 1000;
+    const silent = run('call-1', [phase('stun', false, 'generic_timeout_error')], at);
+    const board = new ControlBoard(600_000);
+    board.record(run('stun-google', [phase('stun', true)], T0));
+
+    it('is error, with the reason, while the target has never answered', () => {
+      const r = board.judge(silent, false, at, { ambiguousSilence: true, knownToAnswer: false });
+      expect(r).toMatchObject({ verdict: 'error', scope: null, control: { target: 'stun-google', ok: true } });
+      expect(r.reason).toBe(
+        'call-1 did not answer, but it has not answered this probe at this vantage before and its catalogue entry does not say it answers: its silence is no evidence of a block',
+      );
+    });
+
+    it('is blocked once the target is known to answer', () => {
+      expect(board.judge(silent, false, at, { ambiguousSilence: true, knownToAnswer: true })).toMatchObject({ verdict: 'blocked', scope: 'service' });
+    });
   });
 });

@@ -10,6 +10,8 @@ export function result(over: Partial<ProbeResult> = {}, phases?: PhaseResult[]):
     vantage: { name: 'lab' },
     service: 'telegram',
     target: 'dc2',
+    path: 'messaging',
+    location: 'foreign',
     startedAt: '2026-11-22T10:00:00.000Z',
     durationMs: 12.5,
     phases: phases ?? [
@@ -19,6 +21,7 @@ export function result(over: Partial<ProbeResult> = {}, phases?: PhaseResult[]):
     failure: null,
     failedPhase: null,
     control: null,
+    scope: null,
     ...over,
   };
 }

@@ -4,8 +4,9 @@ import type { RunRecord } from '../../src/result.js';
 import { silentLogger } from '../../src/log.js';
 import { PHASES } from '../../src/phases/index.js';
 import type { PhaseRegistry } from '../../src/phases/types.js';
-import type { PhaseSettings, TargetEndpoint } from '../../src/types.js';
+import type { PhaseSettings, TargetEndpoint, TargetLocation } from '../../src/types.js';
 import { completeChain } from '../../src/plan/index.js';
+import { pathOf } from '../../src/plan/specs.js';
 import type { ProbeSpec } from '../../src/types.js';
 
 /** Tests only ever reach loopback and the lab range: a mistake fails as policy_denied. */
@@ -22,6 +23,8 @@ export function specFor(opts: {
   control?: boolean;
   /** The registered phases to plan with (default: the shipped ones). */
   registry?: PhaseRegistry;
+  location?: TargetLocation;
+  answersProbes?: boolean;
 }): ProbeSpec {
   const registry = opts.registry ?? PHASES;
   const timeoutMs = opts.timeoutMs ?? 2000;
@@ -31,6 +34,7 @@ export function specFor(opts: {
     if (!def) throw new Error(`unknown phase ${name}`);
     return { name, params: def.params.parse(params ?? {}), timeoutMs };
   });
+  const chain = completeChain(listed, opts.endpoint, registry);
   const service = opts.service ?? 'test';
   const target = opts.target ?? 't';
   return {
@@ -38,8 +42,11 @@ export function specFor(opts: {
     service,
     target,
     control: opts.control ?? false,
+    path: pathOf(chain, registry),
+    location: opts.location ?? 'foreign',
+    answersProbes: opts.answersProbes ?? false,
     endpoint: opts.endpoint,
-    phases: completeChain(listed, opts.endpoint, registry),
+    phases: chain,
     intervalMs: 60_000,
     runDeadlineMs: 30_000,
     catalogueFile: '(test)',

@@ -286,7 +286,7 @@ describe('media phase on loopback', () => {
     try {
       const run = await runOnce(mediaSpec(censor.port, { shape: 'whatsapp', control: 'random', durationMs: 1500 }, 6000), withKey);
       const m = new Metrics('lab');
-      const result: ProbeResult = { ...run, schema: RESULT_SCHEMA, verdict: 'degraded', control: null };
+      const result: ProbeResult = { ...run, schema: RESULT_SCHEMA, verdict: 'degraded', control: null, scope: null };
       m.observe(result);
       const text = await m.registry.metrics();
       const [service] = streamsOf(run);

@@ -100,7 +100,7 @@ describe('stream phase on loopback', () => {
       expect(ev.cutoffAtMs).toBe(ev.lastDataMs);
       expect(ev.error).toMatch(/^the stream stopped after 16384 of 262160 bytes \([\d.]+ ms after the request\); nothing for 400 ms, no FIN, no RST$/);
       const m = new Metrics('lab');
-      m.observe({ ...run, schema: RESULT_SCHEMA, verdict: 'degraded', control: null });
+      m.observe({ ...run, schema: RESULT_SCHEMA, verdict: 'degraded', control: null, scope: null });
       expect(await m.registry.metrics()).toContain('callprobe_stream_cutoff_bytes{service="test",target="t",shape="tcp"} 16384');
     } finally {
       await fake.close();

@@ -55,6 +55,7 @@ export const mediaPhase: PhaseDefinition<typeof mediaParams, 'addresses', MediaE
   name: 'media',
   params: mediaParams,
   controlPhase: 'media',
+  path: 'calls',
   needs: 'addresses',
   check: (p, planned) => mediaProblem(p, planned),
   gauges: ({ evidence }) => {
