@@ -21,6 +21,17 @@ export const TRACE_CHANNELS = {
   close: channel('callprobe:net:close'),
 } as const;
 
+/** One datagram (or stream chunk) of a flow, as the per-flow ledger lists it. */
+export interface LedgerEntry {
+  /** ms after the phase started. */
+  atMs: number;
+  dir: 'out' | 'in';
+  bytes: number;
+}
+
+/** Enough for a whole RFC 8489 schedule (7 requests) or 30 s of reflector pings at 2 a second, each way. */
+const MAX_LEDGER_ENTRIES = 64;
+
 export interface TraceLabels {
   readonly probe: string;
   readonly phase: string;
@@ -50,11 +61,13 @@ export interface CloseEvent {
  */
 export class TrafficCounter {
   private firstBytes = Buffer.alloc(0);
+  private readonly ledger: LedgerEntry[] | null;
 
   constructor(
     private readonly into: Evidence,
     private readonly trace: PhaseTrace,
     private readonly datagrams: boolean,
+    ledger: boolean,
   ) {
     into.bytesSent ??= 0;
     into.bytesReceived ??= 0;
@@ -62,16 +75,26 @@ export class TrafficCounter {
       into.datagramsSent ??= 0;
       into.datagramsReceived ??= 0;
     }
+    this.ledger = ledger ? ((into.ledger as LedgerEntry[] | undefined) ?? (into.ledger = [])) : null;
   }
 
   sent(bytes: number): void {
     this.into.bytesSent = (this.into.bytesSent ?? 0) + bytes;
     if (this.datagrams) this.into.datagramsSent = ((this.into.datagramsSent as number | undefined) ?? 0) + 1;
+    this.note('out', bytes);
     this.trace.io('sent', bytes);
+  }
+
+  /** One line per datagram (or chunk) each way, with its time: "9 out, 0 in" is itself the finding. */
+  private note(dir: 'out' | 'in', bytes: number): void {
+    if (!this.ledger) return;
+    if (this.ledger.length < MAX_LEDGER_ENTRIES) this.ledger.push({ atMs: this.trace.now(), dir, bytes });
+    else this.into.ledgerDropped = ((this.into.ledgerDropped as number | undefined) ?? 0) + 1;
   }
 
   received(chunk: Uint8Array): void {
     const into = this.into;
+    this.note('in', chunk.length);
     if (into.timeToFirstByteMs === undefined) into.timeToFirstByteMs = this.trace.now();
     into.bytesReceived = (into.bytesReceived ?? 0) + chunk.length;
     if (this.datagrams) {
@@ -106,9 +129,12 @@ export class PhaseTrace {
     return roundMs(performance.now() - this.startedAt);
   }
 
-  /** A counter writing into the phase's evidence, or into a part of it (e.g. a peer socket's own counts). */
-  counter(opts: { datagrams?: boolean; into?: Evidence } = {}): TrafficCounter {
-    return new TrafficCounter(opts.into ?? this.evidence, this, opts.datagrams ?? false);
+  /**
+   * A counter writing into the phase's evidence, or into a part of it (e.g. a peer socket's own
+   * counts); with `ledger`, every datagram each way is listed with its time (at most 64).
+   */
+  counter(opts: { datagrams?: boolean; into?: Evidence; ledger?: boolean } = {}): TrafficCounter {
+    return new TrafficCounter(opts.into ?? this.evidence, this, opts.datagrams ?? false, opts.ledger ?? false);
   }
 
   /** Counts, from now on, what crosses a TCP socket in both directions (TLS records, HTTP upgrade). */

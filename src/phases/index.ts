@@ -9,6 +9,8 @@ import { stunPhase } from './stun.js';
 import { turnPhase } from './turn.js';
 import { mediaPhase } from './media/index.js';
 import { streamPhase } from './stream.js';
+import { tgReflectorPhase } from './tg-reflector.js';
+import { turnChallengePhase } from './turn-challenge.js';
 
 /** A registry of phases by name (the plan, the runner and the sinks look phases up in it). */
 export function phaseRegistry(definitions: readonly PhaseDefinition[]): PhaseRegistry {
@@ -25,6 +27,8 @@ export const PHASES: PhaseRegistry = phaseRegistry([
   whatsappPhase,
   stunPhase,
   turnPhase,
+  turnChallengePhase,
+  tgReflectorPhase,
   mediaPhase,
   streamPhase,
 ] as unknown as PhaseDefinition[]);

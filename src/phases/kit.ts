@@ -24,8 +24,8 @@ export function converse(ctx: PhaseContext<unknown, Evidence>, connection: Conne
 
 /**
  * The phase's UDP flow to the first address found, on the target's port (or `port`): its endpoint
- * and transport become the phase's, the addresses and our local address go into evidence, and
- * the channel closes when the run ends.
+ * and transport become the phase's, the addresses, our local address and the flow's ledger (every
+ * datagram each way with its time) go into evidence, and the channel closes when the run ends.
  */
 export async function openUdpFlow(
   ctx: PhaseContext<unknown, Evidence>,
@@ -37,7 +37,7 @@ export async function openUdpFlow(
   ctx.endpointUsed = formatEndpoint(address, port);
   ctx.transport = 'udp';
   ctx.evidence.addresses = [...input.addresses];
-  const channel = await openDatagram(ctx, { address, port, ...(opts.signal ? { signal: opts.signal } : {}) });
+  const channel = await openDatagram(ctx, { address, port, ledger: true, ...(opts.signal ? { signal: opts.signal } : {}) });
   ctx.evidence.localAddress = formatEndpoint(channel.localAddress, channel.localPort);
   return channel;
 }
@@ -45,14 +45,14 @@ export async function openUdpFlow(
 /** Another UDP socket of the phase (a second flow, a TURN peer), counted into `into` (default the evidence). */
 export async function openDatagram(
   ctx: PhaseContext<unknown, Evidence>,
-  opts: { address: string; port: number; into?: Evidence; signal?: AbortSignal },
+  opts: { address: string; port: number; into?: Evidence; signal?: AbortSignal; ledger?: boolean },
 ): Promise<DatagramChannel> {
   const channel = await dialUdp({
     address: opts.address,
     port: opts.port,
     guard: ctx.guard,
     signal: opts.signal ?? ctx.signal,
-    counter: ctx.trace.counter({ datagrams: true, ...(opts.into ? { into: opts.into } : {}) }),
+    counter: ctx.trace.counter({ datagrams: true, ledger: opts.ledger ?? false, ...(opts.into ? { into: opts.into } : {}) }),
     trace: ctx.trace,
   });
   ctx.atRunEnd(() => channel.close());

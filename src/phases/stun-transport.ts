@@ -6,7 +6,8 @@
  */
 import { z } from 'zod';
 import { formatEndpoint } from '../net/address.js';
-import { RFC8489_RETRANSMISSION, StunClient, type StunClientHandlers } from '../net/stun-client.js';
+import { roundMs } from '../evidence.js';
+import { RFC8489_RETRANSMISSION, StunClient, retransmissionSchedule, type Retransmission, type StunClientHandlers, type TransactionOutcome } from '../net/stun-client.js';
 import type { Evidence } from '../result.js';
 import { converse, openUdpFlow } from './kit.js';
 import type { AddressesInput, ConnectionInput, PhaseContext, PhaseNeeds } from './types.js';
@@ -43,4 +44,42 @@ export async function openStunClient(
   const conversation = converse(ctx, input.connection);
   ctx.evidence.localAddress = formatEndpoint(local.address, local.port);
   return new StunClient({ kind: 'stream', conversation }, signal, handlers);
+}
+
+/**
+ * One STUN transaction with its evidence: each attempt's send time and its time to the answer (an
+ * answer to a retransmitted request cannot be told apart from one to an earlier copy, so every
+ * attempt gets its own figure, and `rttMs` is the one of the last request sent before the answer),
+ * the retransmission count, the stray answers, and the schedule's length.
+ */
+export async function transactWithEvidence(
+  ctx: PhaseContext<unknown, Evidence>,
+  client: StunClient,
+  request: Uint8Array,
+  transactionId: Uint8Array,
+  retransmission: Retransmission,
+): Promise<TransactionOutcome> {
+  const attempts: Array<{ attempt: number; sentAtMs: number; rttMs?: number }> = [];
+  ctx.evidence.scheduleMs = retransmissionSchedule(retransmission).timeoutAtMs;
+  ctx.evidence.attempts = attempts;
+  ctx.evidence.retransmissions = 0;
+  ctx.evidence.stray = client.stray;
+  const outcome = await client.transact(request, transactionId, {
+    retransmission,
+    onAttempt: (attempt, atMs) => {
+      attempts.push({ attempt, sentAtMs: atMs });
+      ctx.evidence.retransmissions = attempt - 1;
+    },
+  });
+  for (const a of attempts) a.rttMs = roundMs(outcome.answeredAtMs - a.sentAtMs);
+  ctx.evidence.rttMs = attempts[attempts.length - 1]!.rttMs;
+  return outcome;
+}
+
+/** Over UDP a silent server is declared only at the end of the schedule: the phase must outlast it. */
+export function scheduleProblem(p: Retransmission & { transport: 'udp' | 'tcp' | 'tls' }, timeoutMs: number): string | null {
+  const scheduleMs = retransmissionSchedule(p).timeoutAtMs;
+  return p.transport === 'udp' && timeoutMs <= scheduleMs
+    ? `phaseTimeout ${timeoutMs} ms must exceed the retransmission schedule (${scheduleMs} ms for rtoMs ${p.rtoMs}, rc ${p.rc}, rm ${p.rm})`
+    : null;
 }

@@ -1,8 +1,6 @@
 import { z } from 'zod';
 import { ProbeFailure } from '../failure.js';
 import { formatEndpoint } from '../net/address.js';
-import { retransmissionSchedule } from '../net/stun-client.js';
-import { roundMs } from '../evidence.js';
 import { ATTR, attributeName, getErrorCode, getOtherAddress, getReflexiveAddress, getResponseOrigin, getSoftware } from '../protocol/stun-attributes.js';
 import {
   METHOD_BINDING,
@@ -13,7 +11,7 @@ import {
   verifyFingerprint,
   type StunMessage,
 } from '../protocol/stun.js';
-import { needsForTransport, openStunClient, stunTransportParams, type StunTransportNeeds } from './stun-transport.js';
+import { needsForTransport, openStunClient, scheduleProblem, stunTransportParams, transactWithEvidence, type StunTransportNeeds } from './stun-transport.js';
 import type { PhaseContext, PhaseDefinition } from './types.js';
 
 const params = z
@@ -61,36 +59,16 @@ export const stunPhase: PhaseDefinition<typeof params, StunTransportNeeds> = {
   silenceAmbiguous: (p) => p.purpose === 'relay-reachability',
   needs: 'addresses',
   needsFor: needsForTransport,
-  check: (p, { timeoutMs }) => {
-    // Over UDP a silent server is declared only at the end of the schedule: the phase must outlast it.
-    const scheduleMs = retransmissionSchedule(p).timeoutAtMs;
-    return p.transport === 'udp' && timeoutMs <= scheduleMs
-      ? `phaseTimeout ${timeoutMs} ms must exceed the retransmission schedule (${scheduleMs} ms for rtoMs ${p.rtoMs}, rc ${p.rc}, rm ${p.rm})`
-      : null;
-  },
+  check: (p, { timeoutMs }) => scheduleProblem(p, timeoutMs),
   async run(ctx, input) {
     const p = ctx.params;
     ctx.evidence.purpose = p.purpose;
     if (p.note) ctx.evidence.note = p.note;
-    const schedule = retransmissionSchedule(p);
-    ctx.evidence.scheduleMs = schedule.timeoutAtMs;
     const client = await openStunClient(ctx, input, ctx.signal);
     try {
       const transactionId = newTransactionId(p.classic);
       const request = buildMessage({ method: METHOD_BINDING, class: 'request', transactionId, fingerprint: p.fingerprint && !p.classic });
-      const attempts: Array<{ attempt: number; sentAtMs: number; rttMs?: number }> = [];
-      ctx.evidence.attempts = attempts;
-      ctx.evidence.retransmissions = 0;
-      ctx.evidence.stray = client.stray;
-      const outcome = await client.transact(request, transactionId, {
-        retransmission: p,
-        onAttempt: (attempt, atMs) => {
-          attempts.push({ attempt, sentAtMs: atMs });
-          ctx.evidence.retransmissions = attempt - 1;
-        },
-      });
-      for (const a of attempts) a.rttMs = roundMs(outcome.answeredAtMs - a.sentAtMs);
-      ctx.evidence.rttMs = attempts[attempts.length - 1]!.rttMs;
+      const outcome = await transactWithEvidence(ctx, client, request, transactionId, p);
       describeAnswer(ctx, outcome.response);
     } finally {
       client.close();
