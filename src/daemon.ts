@@ -4,6 +4,7 @@ import { ConfigError } from './config/loader.js';
 import { defaultDataDir } from './config/paths.js';
 import { parseHostPort } from './net/address.js';
 import { Engine } from './engine/engine.js';
+import { seededRandom } from './engine/order.js';
 import { Scheduler } from './engine/scheduler.js';
 import type { Logger } from './log.js';
 import { loadPlan, type Plan } from './plan/index.js';
@@ -80,6 +81,8 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
   const scheduler = new Scheduler({
     concurrency: plan.config.schedule.concurrency,
     jitter: plan.config.schedule.jitter,
+    // The order probes run in follows from this seed (in every record, and logged at start).
+    random: seededRandom(engine.seed),
     startSpreadMs: plan.config.schedule.interval,
     run: async (spec, signal) => publish(await engine.probe(spec, signal)),
     onOverlap: (spec) => {
@@ -117,7 +120,7 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
     log.info({ listen: address }, 'http server listening');
   }
   scheduler.start(plan.specs);
-  log.info({ targets: plan.specs.length, vantage: plan.config.vantage.name, config: configFile ?? '(embedded defaults)' }, 'callprobe started');
+  log.info({ targets: plan.specs.length, vantage: plan.config.vantage.name, config: configFile ?? '(embedded defaults)', seed: engine.seed }, 'callprobe started');
 
   const reload = (): boolean => {
     try {

@@ -83,6 +83,29 @@ export interface ProbeResult {
    * inflated by callprobe's own stall, not by the network.
    */
   timing?: RunTiming;
+  order?: RunOrder;
+  /** Probes to the same network in the 30 minutes before (newest first): a block that lingers after one flow shows here. */
+  sameNetworkBefore?: SameNetworkRun[];
+}
+
+/** An earlier probe to the same /24 (IPv4) or /48 (IPv6) network, within the 30 minutes before a run. */
+export interface SameNetworkRun {
+  service: string;
+  target: string;
+  startedAt: string;
+  /** `udp` when it sent UDP (which has triggered network-wide blocks), else `tcp`. */
+  transport: 'udp' | 'tcp';
+  failure: FailureCode | null;
+  failedPhase: string | null;
+  /** The network both reached, e.g. 91.108.9.0/24. */
+  network: string;
+}
+
+/** Where a run stood in the order probes ran in (random, from a recorded seed). */
+export interface RunOrder {
+  seed: string;
+  /** Its place: in a `once` cycle, its position; in the daemon, the runs started before it since start. */
+  index: number;
 }
 
 export interface RunTiming {

@@ -5,6 +5,8 @@ import type { ProbeSpec } from '../types.js';
 import type { ProbeResult } from '../result.js';
 import { SafetyGuard } from './guard.js';
 import { KnownResponsive } from './known-responsive.js';
+import { SameNetworkLog } from './neighbours.js';
+import { newSeed, seededRandom, shuffled } from './order.js';
 import { Limiter } from './limiter.js';
 import { sharedLoopMonitor } from './loop-delay.js';
 import { runSpec, type RunnerDeps } from './runner.js';
@@ -18,9 +20,14 @@ export class Engine {
   private deps: RunnerDeps;
   private board: ControlBoard;
   private readonly responsive: KnownResponsive;
+  private readonly neighbours = new SameNetworkLog();
+  /** The seed of this process's order (the scheduler's and each `once` cycle's), and the runs started under it. */
+  readonly seed: string;
+  private started = 0;
 
   /** @param dataDir where what the vantage has learnt is kept across restarts (which targets answer); none: nothing is kept. */
-  constructor(plan: Plan, log: Logger, dataDir: string | null = null) {
+  constructor(plan: Plan, log: Logger, dataDir: string | null = null, seed: string = newSeed()) {
+    this.seed = seed;
     // Watching the event loop from the start, so the first runs already know how far to trust their timings.
     sharedLoopMonitor();
     this.deps = depsOf(plan, log);
@@ -33,8 +40,11 @@ export class Engine {
     this.board = this.board.withMaxAge(controlMaxAge(plan));
   }
 
-  async probe(spec: ProbeSpec, signal: AbortSignal): Promise<ProbeResult> {
-    const run = await runSpec(spec, this.deps, signal);
+  async probe(spec: ProbeSpec, signal: AbortSignal, index = this.started): Promise<ProbeResult> {
+    this.started++;
+    const record = await runSpec(spec, this.deps, signal);
+    const before = this.neighbours.before(record);
+    const run = { ...record, order: { seed: this.seed, index }, ...(before.length > 0 ? { sameNetworkBefore: before } : {}) };
     if (spec.control) this.board.record(run);
     const ambiguous = this.ambiguousPhase(spec);
     if (ambiguous !== null && run.phases.find((p) => p.phase === ambiguous)?.ok) this.responsive.record(spec.id, run.startedAt);
@@ -63,17 +73,20 @@ export class Engine {
    */
   async cycle(specs: ProbeSpec[], concurrency: number, signal: AbortSignal, onResult: (r: ProbeResult) => void): Promise<void> {
     const limiter = new Limiter(concurrency);
+    // Random within controls and within services, from the engine's seed: each record names its place.
+    const random = seededRandom(this.seed);
+    const order = [...shuffled(specs.filter((s) => s.control), random), ...shuffled(specs.filter((s) => !s.control), random)];
     const runAll = (list: ProbeSpec[]): Promise<void[]> =>
       Promise.all(
         list.map((spec) =>
           limiter.run(async () => {
             const deadline = AbortSignal.any([signal, AbortSignal.timeout(spec.runDeadlineMs)]);
-            onResult(await this.probe(spec, deadline));
+            onResult(await this.probe(spec, deadline, order.indexOf(spec)));
           }),
         ),
       );
-    await runAll(specs.filter((s) => s.control));
-    await runAll(specs.filter((s) => !s.control));
+    await runAll(order.filter((s) => s.control));
+    await runAll(order.filter((s) => !s.control));
   }
 }
 

@@ -2,10 +2,11 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { PHASES } from '../phases/index.js';
 import type { PhaseRegistry } from '../phases/types.js';
 import type { PhaseGauge, ProbeSpec } from '../types.js';
-import type { PhaseResult, ProbeResult, Verdict } from '../result.js';
+import type { PhaseResult, ProbeResult, Verdict, VerdictScope } from '../result.js';
 import { VERSION } from '../version.js';
 
 const VERDICTS: readonly Verdict[] = ['ok', 'degraded', 'blocked', 'error'];
+const SCOPES: readonly VerdictScope[] = ['service', 'foreign', 'network'];
 
 /** 1 ms to 30 s: a loopback TCP connect is ~0.1 ms, a blackholed phase times out at 10-30 s. */
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -57,6 +58,12 @@ export class Metrics {
     name: 'callprobe_probe_verdict',
     help: 'The verdict of the last run: 1 for the current verdict, 0 for the others.',
     labelNames: ['service', 'target', 'verdict'] as const,
+    registers: [this.registry],
+  });
+  private readonly scope = new Gauge({
+    name: 'callprobe_probe_scope',
+    help: 'How far the failure of the last run reaches: 1 for its scope (service: only this service; foreign: everything foreign fails while domestic controls pass, an allowlist; network: the controls fail too), 0 for the others; all 0 when it did not fail or the controls cannot say.',
+    labelNames: ['service', 'target', 'scope'] as const,
     registers: [this.registry],
   });
   private readonly overlaps = new Counter({
@@ -143,6 +150,7 @@ export class Metrics {
       this.lastRun,
       this.lastSuccess,
       this.verdict,
+      this.scope,
       this.overlaps,
       this.unreliableTiming,
       this.mediaLoss,
@@ -196,7 +204,10 @@ export class Metrics {
       this.overlaps.labels(s.service, s.target).inc(0);
       this.unreliableTiming.labels(s.service, s.target).inc(0);
       // A target kept across a reload keeps its current verdict; only a new one starts at zero.
-      if (!before.has(seriesKey(s.service, s.target))) for (const v of VERDICTS) this.verdict.labels(s.service, s.target, v).set(0);
+      if (!before.has(seriesKey(s.service, s.target))) {
+        for (const v of VERDICTS) this.verdict.labels(s.service, s.target, v).set(0);
+        for (const v of SCOPES) this.scope.labels(s.service, s.target, v).set(0);
+      }
     }
     this.recordsDropped.inc(0);
   }
@@ -216,6 +227,7 @@ export class Metrics {
       this.phaseDuration.labels(service, p.phase).observe(p.durationMs / 1000);
     }
     for (const v of VERDICTS) this.verdict.labels(service, target, v).set(v === result.verdict ? 1 : 0);
+    for (const v of SCOPES) this.scope.labels(service, target, v).set(v === result.scope ? 1 : 0);
     if (result.timing) {
       this.loopDelay.observe(result.timing.eventLoopDelayMaxMs / 1000);
       if (!result.timing.reliable) this.unreliableTiming.labels(service, target).inc();
