@@ -20,6 +20,7 @@ export interface DebianVariant {
   include: string[];
 }
 export const MINBASE: DebianVariant = { name: 'minbase', include: [] };
+export const WITH_SYSTEMD: DebianVariant = { name: 'systemd', include: ['systemd', 'systemd-sysv'] };
 
 /** The mirror apt uses here (deb822 or one-line sources), else Debian's default. */
 function debianMirror(): string {
