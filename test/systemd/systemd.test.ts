@@ -175,6 +175,12 @@ CMD ["/lib/systemd/systemd"]
     }
     expect(record).toMatchObject({ vantage: { name: 'systemd-test-vantage' }, service: 'loop', target: 'self', verdict: 'ok' });
     expect((await exec('callprobe healthcheck --config /etc/callprobe/callprobe.yaml')).stdout).toBe('http://127.0.0.1:9465/healthz: 200 ok\n');
+    // The process metrics read /proc/self: ProtectProc=invisible and ProcSubset=pid leave it readable.
+    const metrics = (await exec(`node -e "fetch('http://127.0.0.1:9465/metrics').then(async (r) => console.log(r.status, await r.text()))"`)).stdout;
+    expect(metrics.startsWith('200 ')).toBe(true);
+    expect(metrics).toMatch(/^process_resident_memory_bytes [1-9]\d*$/m);
+    expect(metrics).toMatch(/^process_open_fds [1-9]\d*$/m);
+    expect(metrics).toContain('callprobe_probe_runs_total{service="loop",target="self"} 1');
     // systemd's own view of the running unit agrees with the offline one.
     expect((await exec('systemd-analyze security callprobe.service | tail -n 1')).stdout).toMatch(/: 1\.1 /);
   }, 180_000);
