@@ -39,7 +39,7 @@ export function aliasProblem(doc: Document, limit = MAX_ALIASED_NODES): AliasPro
     if (isPair(node)) {
       const key = expanded(node.key);
       const value = key === null ? null : expanded(node.value);
-      return value === null ? null : (key ?? 0) + value;
+      return key === null || value === null ? null : key + value;
     }
     if (!node || typeof node !== 'object') return 0;
     const n = node as Node;

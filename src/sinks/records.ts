@@ -13,6 +13,7 @@ export interface RecordsOptions {
   /** Written records are synced to the disk at most this long after being written (default 5 s). */
   syncIntervalMs?: number;
   onDrop?(count: number): void;
+  /** A write, sync or rotation failed, or a torn last line was cut off after a crash (TornRecordError). */
   onError?(err: unknown): void;
   now?: () => Date;
 }

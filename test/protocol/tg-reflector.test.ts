@@ -65,7 +65,7 @@ describe('reflector reply', () => {
 
   it('a reply with another tag is proto_mismatch; a self-info cut short is proto_malformed', () => {
     const other = Buffer.from(selfInfo);
-    other[3] ^= 1;
+    other[3] = other[3]! ^ 1;
     expect(failureOf(() => decodeReflectorReply(other, hello)).code).toBe('proto_mismatch');
     expect(failureOf(() => decodeReflectorReply(hex('0001'), hello)).code).toBe('proto_mismatch');
     const cut = failureOf(() => decodeReflectorReply(selfInfo.subarray(0, 50), hello));
