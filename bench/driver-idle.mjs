@@ -2,7 +2,7 @@
 // (computed only: the scheduler never starts, so nothing is probed), its metrics and status
 // board with every series declared, the records writer and the HTTP server on loopback port 0.
 // Run it in a namespace with nothing but `lo`. Prints JSON: RSS and heap after settling.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -21,7 +21,8 @@ const metrics = new Metrics(plan.config.vantage.name, plan.phases);
 const status = new StatusBoard();
 metrics.declare(plan.specs);
 status.declare(plan.specs);
-const recordsDir = join(mkdtempSync(join(tmpdir(), 'callprobe-idle-')), 'records');
+const scratch = mkdtempSync(join(tmpdir(), 'callprobe-idle-'));
+const recordsDir = join(scratch, 'records');
 const records = new RecordWriter({ dir: recordsDir, ...plan.config.records });
 const engine = new Engine(plan, log);
 const server = createHttpServer({ registry: metrics.registry, status, recordsDir, current: () => ({ vantage: 'idle' }), startedAt: new Date().toISOString(), log, health: () => ({ ok: true, detail: {} }) });
@@ -36,3 +37,5 @@ const m = process.memoryUsage();
 console.log(JSON.stringify({ targets: plan.specs.length, rssMiB: m.rss / 2 ** 20, heapUsedMiB: m.heapUsed / 2 ** 20, externalMiB: m.external / 2 ** 20, engine: typeof engine }));
 server.close();
 await records.close();
+engine.close();
+rmSync(scratch, { recursive: true, force: true });

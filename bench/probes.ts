@@ -27,7 +27,7 @@ const CLK_TCK = 100; // USER_HZ on Linux (sysconf(_SC_CLK_TCK)), the unit of /pr
  * "Operating it"): a 1 MiB young-generation semi-space and two malloc arenas. Measured with the
  * idle driver, they take about 20 MiB off the idle RSS; the probe rows show what they cost in CPU.
  */
-export const DEPLOYED_NODE_OPTIONS = '--max-semi-space-size=1';
+export const DEPLOYED_NODE_OPTIONS = '--max-old-space-size=128 --max-semi-space-size=1';
 export const DEPLOYED_ENV = { MALLOC_ARENA_MAX: '2' } as const;
 
 /** The environment a callprobe driver runs with: as installed, or Node's defaults with BENCH_NODE_DEFAULTS=1. */

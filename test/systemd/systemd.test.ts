@@ -10,8 +10,9 @@ import { REPO_ROOT } from '../lab/netns.js';
 
 const UNIT = join(REPO_ROOT, 'config', 'systemd', 'callprobe.service');
 const ANALYZE = '/usr/bin/systemd-analyze';
-/** V8's heap limit (old space and young generation) under the unit's --max-old-space-size=128, Node 20 on x64. */
-const HEAP_LIMIT_MIB = 176;
+/** The unit's Node options, and V8's heap limit under them (old space and young generation), Node 20 on x64. */
+const NODE_OPTIONS = ['--max-old-space-size=128', '--max-semi-space-size=1'];
+const HEAP_LIMIT_MIB = 131;
 if (!existsSync(ANALYZE) && process.env.CI === 'true') throw new Error(`${ANALYZE} is missing: scripts/test installs Debian's systemd`);
 
 /** "Key=value" lines of the unit's [Service] section, in order (keys may repeat). */
@@ -41,10 +42,11 @@ describe('config/systemd/callprobe.service', () => {
     expect(settings.get('RestartPreventExitStatus')).toBe('2');
     expect(settings.get('MemoryMax')).toBe('256M');
     const nodeOptions = serviceSettings().find(([k, v]) => k === 'Environment' && v.startsWith('NODE_OPTIONS='))?.[1];
-    expect(nodeOptions).toBe('NODE_OPTIONS=--max-old-space-size=128');
+    expect(nodeOptions).toBe(`NODE_OPTIONS="${NODE_OPTIONS.join(' ')}"`);
+    expect(serviceSettings()).toContainEqual(['Environment', 'MALLOC_ARENA_MAX=2']);
     // V8's whole heap limit with it (old space and young generation): the rest of 256 MiB is for
     // code, buffers and sockets. Node's own default here would be far above MemoryMax.
-    const limit = spawnSync(process.execPath, ['--max-old-space-size=128', '-p', 'v8.getHeapStatistics().heap_size_limit'], { encoding: 'utf8' });
+    const limit = spawnSync(process.execPath, [...NODE_OPTIONS, '-p', 'v8.getHeapStatistics().heap_size_limit'], { encoding: 'utf8' });
     expect(Number(limit.stdout) / 2 ** 20).toBe(HEAP_LIMIT_MIB);
   });
 });
@@ -163,8 +165,8 @@ CMD ["/lib/systemd/systemd"]
     expect(status).toMatch(/^NoNewPrivs:\t1$/m);
     expect(status).toMatch(/^Seccomp:\t2$/m);
     expect(Number(/^Uid:\t(\d+)/m.exec(status)![1])).toBeGreaterThanOrEqual(61184); // DynamicUser's range
-    expect((await exec(`tr '\\0' '\\n' < /proc/${MainPID}/environ | grep -E '^(NODE_OPTIONS|STATE_DIRECTORY)='`)).stdout).toBe(
-      'STATE_DIRECTORY=/var/lib/callprobe\nNODE_OPTIONS=--max-old-space-size=128\n',
+    expect((await exec(`tr '\\0' '\\n' < /proc/${MainPID}/environ | grep -E '^(NODE_OPTIONS|STATE_DIRECTORY|MALLOC_ARENA_MAX)='`)).stdout).toBe(
+      `STATE_DIRECTORY=/var/lib/callprobe\nNODE_OPTIONS=${NODE_OPTIONS.join(' ')}\nMALLOC_ARENA_MAX=2\n`,
     );
 
     let record: ProbeResult | undefined;
