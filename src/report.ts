@@ -26,11 +26,14 @@ export function formatPlan(plan: Plan): string {
   const perCycle = (phase: string): number =>
     plan.specs.filter((s) => s.phases.some((p) => p.name === phase)).reduce((sum, s) => sum + cycleMs / s.intervalMs, 0);
   const atStart = (phase: string): number => plan.specs.filter((s) => s.phases.some((p) => p.name === phase)).length;
+  const udp = (phase: string): number => perCycle(phase);
   return [
     `vantage ${plan.config.vantage.name}: ${plan.specs.length} targets; per ${formatDuration(cycleMs)} cycle on average ` +
-      `${perCycle('tcp').toFixed(1)} TCP connections, ${perCycle('dns').toFixed(1)} DNS lookups and ` +
-      `${perCycle('stun').toFixed(1)} STUN transactions (${atStart('tcp')}, ${atStart('dns')} and ${atStart('stun')} ` +
-      `spread over the first cycle after start)`,
+      `${perCycle('tcp').toFixed(1)} TCP connections, ${perCycle('dns').toFixed(1)} DNS lookups, ` +
+      `${udp('stun').toFixed(1)} STUN Binding and ${udp('turn-challenge').toFixed(1)} TURN Allocate transactions ` +
+      `(1 datagram each when answered, at most 7 when not) and ${udp('tg-reflector').toFixed(1)} reflector probes ` +
+      `(at most 10 hellos of 40 bytes each); ${atStart('tcp')} TCP, ${atStart('dns')} DNS and ` +
+      `${atStart('stun') + atStart('turn-challenge') + atStart('tg-reflector')} UDP targets spread over the first cycle after start`,
     `resolver ${plan.settings.resolver ? `${plan.settings.resolver.address}:${plan.settings.resolver.port}` : '(none)'}; safety allow ${plan.safety.allow?.length ? plan.safety.allow.join(', ') : 'public internet'}`,
     '(phases in parentheses are implied by the ones after them)',
     ...lines,

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../src/config/schema.js';
+import { parseCidr } from '../../src/net/cidr.js';
 import { PHASES } from '../../src/phases/index.js';
 import { buildPlan, completeChain } from '../../src/plan/index.js';
 import type { ProbeSpec } from '../../src/types.js';
@@ -372,13 +373,36 @@ describe('probes/telegram.yaml (computed only: the real DCs are never contacted 
   });
 
   it('call servers are STUN/UDP reachability targets on 1400 whose timeout covers the retransmission schedule', () => {
-    const calls = all.filter((s) => !specs.includes(s));
+    const calls = all.filter((s) => !specs.includes(s) && s.target.startsWith('call-'));
     expect(calls.map((s) => s.target).sort()).toEqual(['call-91-108-13-37', 'call-91-108-17-7', 'call-91-108-9-113']);
     for (const s of calls) {
       expect(s.endpoint.port).toBe(1400);
       expect(s.phases.map((p) => p.name)).toEqual(['stun']);
       expect(s.phases[0]!.params).toMatchObject({ transport: 'udp', purpose: 'relay-reachability', rtoMs: 500, rc: 7, rm: 16 });
       expect(s.phases[0]!.timeoutMs).toBeGreaterThan(39_500);
+    }
+  });
+
+  it('the call path: TURN reply oracles on UDP 1400 and reflectors on 596-599, all in Telegram\'s ranges, each with its source', () => {
+    const callPath = all.filter((s) => s.path === 'calls');
+    expect(callPath.length).toBe(10);
+    const turn = callPath.filter((s) => s.phases.some((p) => p.name === 'turn-challenge'));
+    expect(turn.map((s) => s.target).sort()).toEqual(['turn-91-108-9-100', 'turn-91-108-9-105', 'turn-91-108-9-118']);
+    for (const s of turn) {
+      expect(s.endpoint.port).toBe(1400);
+      expect(s.phases.map((p) => [p.name, (p.params as { transport: string }).transport])).toEqual([['turn-challenge', 'udp']]);
+      expect(s.phases[0]!.timeoutMs).toBeGreaterThan(39_500);
+    }
+    const reflectors = callPath.filter((s) => s.phases.some((p) => p.name === 'tg-reflector'));
+    expect(reflectors.map((s) => `${s.endpoint.host}:${s.endpoint.port}`).sort()).toEqual(['91.108.13.10:596', '91.108.17.7:596', '91.108.9.40:597', '91.108.9.89:598']);
+    for (const s of reflectors) expect(s.phases[0]!.timeoutMs).toBeGreaterThan(5500);
+    // Only the reflector a source shows answering made-up tags is known to answer.
+    expect(reflectors.filter((s) => s.answersProbes).map((s) => s.target)).toEqual(['reflector-91-108-13-10-596']);
+    const ranges = ['91.108.8.0/22', '91.108.12.0/22', '91.108.16.0/22'].map(parseCidr);
+    for (const s of callPath) {
+      expect(ranges.some((r) => r.contains(s.endpoint.host)), s.target).toBe(true);
+      expect(s.source, s.target).toBeTruthy();
+      expect(s.location).toBe('foreign');
     }
   });
 });

@@ -37,6 +37,20 @@ describe('the embedded plan (computed only: real addresses are never contacted i
   });
 });
 
+describe('the shipped controls (computed only)', () => {
+  const controls = loadPlan(null).specs.filter((s) => s.control);
+  const covering = (phase: string, location: 'domestic' | 'foreign') =>
+    controls.filter((s) => s.location === location && s.phases.some((p) => p.name === phase)).map((s) => s.target).sort();
+
+  it('cover every control phase from inside the country and from outside, so an allowlist can be told from a block', () => {
+    expect(covering('tls', 'domestic')).toEqual(['domestic-max', 'domestic-ok-calls', 'domestic-yandex']);
+    expect(covering('tls', 'foreign')).toEqual(['foreign-example']);
+    expect(covering('stun', 'domestic')).toEqual(['domestic-vk-stun']);
+    expect(covering('stun', 'foreign')).toEqual(['stun-cloudflare', 'stun-google']);
+    expect(controls.every((s) => s.source)).toBe(true);
+  });
+});
+
 describe('plan options', () => {
   it('filters services but always keeps controls', () => {
     const config = configSchema.parse({ services: ['telegram'] });
