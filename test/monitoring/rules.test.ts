@@ -18,6 +18,7 @@ const SILENCED_BY_VANTAGE_DOWN = [
   'CallprobeDnsTampering',
   'CallprobeMediaDegraded',
   'CallprobeStreamCutoff',
+  'CallprobeAllowlistRegime',
   'CallprobeControlFailing',
 ];
 const SILENCING_CLAUSE = 'unless on (vantage, job, instance) (vantage:callprobe_controls_failing:bool == 1)';
@@ -45,10 +46,10 @@ const rules = (loadYaml(RULES).groups as Array<{ name: string; rules: Rule[] }>)
 const alerts = rules.filter((r) => r.alert !== undefined);
 
 describe('callprobe.rules.yml', () => {
-  it('passes promtool check rules with every lint, 13 rules', () => {
+  it('passes promtool check rules with every lint, 15 rules', () => {
     expect(run('promtool', ['check', 'rules', '--lint=all', '--lint-fatal', 'callprobe.rules.yml'])).toEqual({
       status: 0,
-      stdout: 'Checking callprobe.rules.yml\n  SUCCESS: 13 rules found\n\n',
+      stdout: 'Checking callprobe.rules.yml\n  SUCCESS: 15 rules found\n\n',
       stderr: '',
     });
   });
@@ -87,6 +88,7 @@ describe('callprobe.rules.yml', () => {
       'CallprobeDnsTampering',
       'CallprobeMediaDegraded',
       'CallprobeStreamCutoff',
+      'CallprobeAllowlistRegime',
       'CallprobeVantageDown',
       'CallprobeControlFailing',
       'CallprobeProbesNotRunning',
@@ -113,6 +115,8 @@ describe('callprobe.rules.yml', () => {
         target_matchers: [`alertname=~"${SILENCED_BY_VANTAGE_DOWN.join('|')}"`],
         equal: ['vantage', 'job', 'instance'],
       },
+      // Under an allowlist, a service alert from older rules stays quiet too.
+      { source_matchers: ['alertname="CallprobeAllowlistRegime"'], target_matchers: ['alertname="CallprobeServiceBlocked"'], equal: ['vantage', 'job', 'instance'] },
     ]);
   });
 
@@ -140,6 +144,7 @@ describe('callprobe.rules.yml', () => {
       'callprobe_probe_failures_total',
       'callprobe_probe_last_run_timestamp_seconds',
       'callprobe_probe_runs_total',
+      'callprobe_probe_scope',
       'callprobe_probe_verdict',
       'callprobe_records_dropped_total',
       'callprobe_stream_cutoff_bytes',
@@ -152,7 +157,7 @@ describe('example Prometheus configs', () => {
     for (const file of ['prometheus.example.yml', 'central.example.yml']) {
       expect(run('promtool', ['check', 'config', file])).toEqual({
         status: 0,
-        stdout: `Checking ${file}\n  SUCCESS: 1 rule files found\n SUCCESS: ${file} is valid prometheus config file syntax\n\nChecking callprobe.rules.yml\n  SUCCESS: 13 rules found\n\n`,
+        stdout: `Checking ${file}\n  SUCCESS: 1 rule files found\n SUCCESS: ${file} is valid prometheus config file syntax\n\nChecking callprobe.rules.yml\n  SUCCESS: 15 rules found\n\n`,
         stderr: '',
       });
     }
@@ -203,7 +208,7 @@ describe.skipIf((!ALERTMANAGER || !AMTOOL_OK) && process.env.CI !== 'true')('ale
   it('passes amtool check-config', () => {
     expect(run('amtool', ['check-config', 'alertmanager.example.yml'])).toEqual({
       status: 0,
-      stdout: "Checking 'alertmanager.example.yml'  SUCCESS\nFound:\n - global config\n - route\n - 1 inhibit rules\n - 1 receivers\n - 0 templates\n\n",
+      stdout: "Checking 'alertmanager.example.yml'  SUCCESS\nFound:\n - global config\n - route\n - 2 inhibit rules\n - 1 receivers\n - 0 templates\n\n",
       stderr: '',
     });
   });
