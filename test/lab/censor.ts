@@ -19,6 +19,11 @@ export const DELIVERED_CHAIN = 'delivered';
 export interface CensorOptions {
   /** Addresses for which to count packets that got through the forward chain: "delivered:<addr>". */
   countDelivered?: string[];
+  /**
+   * Named sets the rules use, name -> body: `lingering: 'type ipv4_addr; flags timeout;'` gives a
+   * censor memory (a rule adds to the set, another drops what is in it, until the entry times out).
+   */
+  sets?: Record<string, string>;
 }
 
 export interface RuleCounter {
@@ -38,10 +43,16 @@ export function censorScript(rules: string | readonly string[], opts: CensorOpti
   const delivered = (opts.countDelivered ?? []).map(
     (addr) => `    ${addrFamily(addr)} daddr ${addr} counter comment ${quoteComment(`delivered:${addr}`)}`,
   );
+  const sets = Object.entries(opts.sets ?? {}).map(([name, body]) => {
+    if (!/^[a-z][a-z0-9_]*$/.test(name)) throw new Error(`censor set name must be lower-case letters, digits and _: ${name}`);
+    if (/[{}]/.test(body)) throw new Error(`censor set ${name} must be a plain declaration: ${body}`);
+    return `  set ${name} { ${body} }`;
+  });
   return [
     `table inet ${CENSOR_TABLE} {}`,
     `delete table inet ${CENSOR_TABLE}`,
     `table inet ${CENSOR_TABLE} {`,
+    ...sets,
     `  chain ${CENSOR_CHAIN} {`,
     `    type filter hook forward priority filter; policy accept;`,
     ...lines.map((l) => `    ${l}`),
@@ -122,6 +133,16 @@ export async function counter(lab: Lab, name: string): Promise<RuleCounter> {
   const c = all[name];
   if (!c) throw new Error(`no censor rule with a counter and comment "${name}"\n${await listCensor(lab)}`);
   return c;
+}
+
+/** The elements of one of the censor's sets now (expired ones gone), as nft prints them. */
+export async function setElements(lab: Lab, name: string): Promise<string[]> {
+  const res = await lab.run('censor', 'nft', ['-j', 'list', 'set', 'inet', CENSOR_TABLE, name], { timeoutMs: 10_000 });
+  if (res.code !== 0) throw new Error(`nft -j list set ${name} failed: ${res.stderr.trim()}`);
+  const doc = JSON.parse(res.stdout) as { nftables: Array<{ set?: { elem?: unknown[] } }> };
+  const elems = doc.nftables.find((e) => e.set)?.set?.elem ?? [];
+  // A timed element is { elem: { val, timeout, expires } }; a plain one is the value itself.
+  return elems.map((e) => String(typeof e === 'object' && e !== null && 'elem' in e ? (e as { elem: { val: unknown } }).elem.val : e));
 }
 
 /**

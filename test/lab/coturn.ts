@@ -27,6 +27,8 @@ export const TURN_REALM = 'callprobe.test';
 export interface CoturnOptions {
   /** Address to listen and relay on: the lab server (198.18.2.2) or 127.0.0.1. */
   ip: string;
+  /** More addresses to listen on (same ports): one STUN server standing in for several hosts. */
+  alsoListenOn?: string[];
   /** UDP+TCP listening port; default 3478 in a lab (its own namespace), a free port on the host. */
   port?: number;
   /** TLS: certificate and key files; listens on tlsPort (default 5349 in a lab, free on the host). */
@@ -79,6 +81,7 @@ function args(o: Required<Pick<CoturnOptions, 'ip' | 'minPort' | 'maxPort'>> & C
   return [
     '-n',
     `--listening-ip=${o.ip}`,
+    ...(o.alsoListenOn ?? []).map((ip) => `--listening-ip=${ip}`),
     `--relay-ip=${o.ip}`,
     `--listening-port=${port}`,
     `--min-port=${o.minPort}`,
@@ -111,8 +114,10 @@ export async function startLabCoturn(lab: Lab, opts: CoturnOptions): Promise<Cot
   const port = o.port ?? 3478;
   const tlsPort = o.tls ? (o.tlsPort ?? 5349) : null;
   const proc = lab.spawn('server', 'turnserver', args(o, port, tlsPort, lab.tmpDir), { ringLines: 2000 });
-  await lab.waitForPort('server', o.ip, port, 'udp', 10_000, { process: proc });
-  await lab.waitForPort('server', o.ip, port, 'tcp', 10_000, { process: proc });
+  for (const ip of [o.ip, ...(o.alsoListenOn ?? [])]) {
+    await lab.waitForPort('server', ip, port, 'udp', 10_000, { process: proc });
+    await lab.waitForPort('server', ip, port, 'tcp', 10_000, { process: proc });
+  }
   if (tlsPort !== null) await lab.waitForPort('server', o.ip, tlsPort, 'tcp', 10_000, { process: proc });
   return handle(proc, o, port, tlsPort);
 }

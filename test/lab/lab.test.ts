@@ -88,6 +88,12 @@ describe('lab helpers (no root needed)', () => {
       ].join('\n'),
     );
     expect(() => censorScript(['drop } chain evil { type filter hook input priority 0;'])).toThrow(/unbalanced/);
+    expect(censorScript(['ip daddr & 255.255.255.0 @lingering drop'], { sets: { lingering: 'type ipv4_addr; flags timeout;' } }).split('\n').slice(2, 5)).toEqual([
+      'table inet censor {',
+      '  set lingering { type ipv4_addr; flags timeout; }',
+      '  chain forward_filter {',
+    ]);
+    expect(() => censorScript([], { sets: { evil: 'type ipv4_addr; } chain x { type filter hook input priority 0;' } })).toThrow(/plain declaration/);
     expect(() => countToServer('198.18.2.2', 'has "quote"')).toThrow(/plain text/);
   });
 

@@ -118,20 +118,20 @@ export interface OnceRun {
 }
 
 /**
- * Runs one `callprobe once --json` cycle in the client namespace with a lab config: the given
- * catalogues only (never the embedded real addresses), the lab allowlist, the lab resolver.
+ * Writes a lab config (the given catalogues only, never the embedded real addresses; the lab
+ * allowlist; the lab resolver) and returns its path: `callprobe.yaml` in the lab's temp dir unless named.
  */
-export async function runOnceInLab(lab: Lab, opts: OnceOptions): Promise<OnceRun> {
+export function writeLabConfig(lab: Lab, opts: OnceOptions & { file?: string; dataDir?: string; schedule?: string }): string {
   const catalogues = opts.catalogues ?? {};
   for (const [file, text] of Object.entries(catalogues)) writeFileSync(join(lab.tmpDir, file), text);
-  const config = join(lab.tmpDir, 'callprobe.yaml');
+  const config = join(lab.tmpDir, opts.file ?? 'callprobe.yaml');
   writeFileSync(
     config,
     `vantage: { name: lab-client }
 embeddedCatalogues: false
 catalogues: [${[...Object.keys(catalogues), ...(opts.catalogueFiles ?? [])].join(', ')}]
-schedule: { concurrency: ${opts.concurrency ?? 12}, phaseTimeout: ${opts.phaseTimeout ?? '2s'} }
-dataDir: ${join(lab.tmpDir, 'data')}
+schedule: { concurrency: ${opts.concurrency ?? 12}, phaseTimeout: ${opts.phaseTimeout ?? '2s'}${opts.schedule ? `, ${opts.schedule}` : ''} }
+dataDir: ${opts.dataDir ?? join(lab.tmpDir, 'data')}
 dns: { resolver: "${opts.resolver ?? '198.18.2.2'}:53" }
 safety:
   allow: [127.0.0.0/8, "::1/128", 198.18.0.0/15]
@@ -139,6 +139,12 @@ safety:
 ${opts.extraConfig ?? ''}
 `,
   );
+  return config;
+}
+
+/** Runs one `callprobe once --json` cycle in the client namespace with a lab config (writeLabConfig). */
+export async function runOnceInLab(lab: Lab, opts: OnceOptions): Promise<OnceRun> {
+  const config = writeLabConfig(lab, opts);
   const res = await lab.run('client', process.execPath, ['dist/cli.js', 'once', '--config', config, '--json'], { timeoutMs: opts.timeoutMs ?? 30_000 });
   if (!res.stdout.trim()) throw new Error(`callprobe once printed nothing (exit ${res.code}): ${res.stderr}`);
   const results = new Map(
