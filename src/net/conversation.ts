@@ -1,14 +1,16 @@
 import type { RawData } from 'ws';
 import { ProbeFailure, failureOf } from '../failure.js';
 import type { Connection } from './connection.js';
+import { watchStreamEnd } from './stream-end.js';
 import type { PhaseTrace, TrafficCounter } from './trace.js';
 
 /**
  * A request/response exchange over the connection the earlier phases opened: its TCP or TLS byte
  * stream, or its WebSocket (each binary message is a chunk of one byte stream). The counter
  * records bytes each way, the first bytes received and the time to the first byte; how the
- * stream ended becomes the failure: FIN -> `eof_error`, RST -> `connection_reset` (also under a
- * WebSocket, whose library reports a reset as a plain close), a WebSocket close -> `eof_error`
+ * stream ended becomes the failure: FIN -> `eof_error`, RST -> `connection_reset` (also when the
+ * system reports the reset as an end of stream, stream-end.ts, and under a WebSocket, whose
+ * library reports a reset as a plain close), a WebSocket close -> `eof_error`
  * with its code and reason, a peer's invalid WebSocket frame -> `proto_malformed`.
  */
 export interface Conversation {
@@ -72,6 +74,8 @@ export function openConversation(connection: Connection, signal: AbortSignal, co
     // injected RST is reported as connection_reset, not as an orderly close.
     let tcpError: NodeJS.ErrnoException | null = null;
     listen(tcp, 'error', (err: NodeJS.ErrnoException) => (tcpError ??= err));
+    // And a reset the system reported as an end of stream (stream-end.ts) is a reset too.
+    detach.push(watchStreamEnd(stream, tcp, (end) => void end.then((e) => e.how === 'rst' && (tcpError ??= e.error))));
     listen(ws, 'message', (data: RawData) => deliver(toBuffer(data)));
     listen(ws, 'close', (code: number, reason: Buffer) => {
       if (tcpError?.code === 'ECONNRESET') {
@@ -88,16 +92,31 @@ export function openConversation(connection: Connection, signal: AbortSignal, co
       ws.send(bytes, { binary: true });
     };
   } else {
+    // Once the stream reported its end, the kernel's answer to how it ended decides, not the
+    // 'error' or 'close' that asking it may cause.
+    let endReported = false;
     listen(stream, 'data', (d: Buffer) => deliver(d));
-    listen(stream, 'end', () => {
-      trace?.closed({ transport: connection.transport, how: 'fin' });
-      fail(new ProbeFailure('eof_error', 'connection closed by the peer (FIN)'));
-    });
+    detach.push(
+      watchStreamEnd(stream, tcp, (answer) => {
+        endReported = true;
+        void answer.then((end) => {
+          if (end.how === 'rst') {
+            trace?.closed({ transport: connection.transport, how: 'rst', detail: 'reported as an end of stream' });
+            return fail(
+              new ProbeFailure('connection_reset', 'connection reset by the peer (RST, which the system reported as an end of stream)', { error: 'ECONNRESET' }, { cause: end.error, operation: 'read' }),
+            );
+          }
+          trace?.closed({ transport: connection.transport, how: 'fin', ...(end.how === 'fin_then_rst' ? { detail: 'then RST' } : {}) });
+          fail(new ProbeFailure('eof_error', 'connection closed by the peer (FIN)', end.how === 'fin_then_rst' ? { resetAfterFin: true } : {}));
+        });
+      }),
+    );
     listen(stream, 'error', (err: NodeJS.ErrnoException) => {
+      if (endReported) return;
       trace?.closed({ transport: connection.transport, how: err.code === 'ECONNRESET' ? 'rst' : 'error', detail: err.code ?? err.message });
       fail(failureOf(err, 'read'));
     });
-    listen(stream, 'close', () => fail(new ProbeFailure('eof_error', 'connection closed')));
+    listen(stream, 'close', () => endReported || fail(new ProbeFailure('eof_error', 'connection closed')));
     // A stream that ended before this phase began: say how, instead of waiting for the timeout.
     if (stream.destroyed) fail(stream.errored ? failureOf(stream.errored, 'read') : new ProbeFailure('eof_error', 'connection closed before this phase began'));
     stream.resume();

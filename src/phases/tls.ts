@@ -1,9 +1,11 @@
 import type { X509Certificate } from 'node:crypto';
+import type { Socket } from 'node:net';
 import { connect, createSecureContext, rootCertificates, type SecureContext, type TLSSocket } from 'node:tls';
 import { z } from 'zod';
 import { ProbeFailure, classify, failureOf } from '../failure.js';
 import { abortable } from '../net/abort.js';
 import { absorbErrors, wrapConnection } from '../net/connection.js';
+import { watchStreamEnd, type StreamEnd } from '../net/stream-end.js';
 import { isIpLiteral } from '../net/address.js';
 import type { PhaseSettings } from '../types.js';
 import type { PhaseDefinition } from './types.js';
@@ -45,7 +47,7 @@ export const tlsPhase: PhaseDefinition<typeof params, 'connection'> = {
     ctx.atRunEnd(() => socket.destroy());
     absorbErrors(socket);
     try {
-      await handshake(socket, ctx.signal);
+      await handshake(socket, connection.tcp, ctx.signal);
     } finally {
       ctx.trace.settle();
     }
@@ -89,12 +91,21 @@ function secureContextFor(settings: PhaseSettings): SecureContext {
   return context;
 }
 
-function handshake(socket: TLSSocket, signal: AbortSignal): Promise<void> {
+function handshake(socket: TLSSocket, tcp: Socket, signal: AbortSignal): Promise<void> {
   return abortable<void>(signal, (resolve, reject) => {
-    const onError = (err: Error): void => reject(failureOf(err, 'tls'));
+    // Node turns an end of stream during the handshake into an error of its own (ECONNRESET without
+    // a syscall: an orderly close), and an RST that came right after data may be reported as that
+    // end (net/stream-end.ts): once the stream ended, the kernel's answer decides.
+    let ended: Promise<StreamEnd> | null = null;
+    const stopWatching = watchStreamEnd(socket, tcp, (answer) => (ended = answer));
+    const onError = (err: Error): void => {
+      if (!ended) return reject(failureOf(err, 'tls'));
+      void ended.then((end) => reject(failureOf(end.how === 'rst' ? end.error : err, 'tls')));
+    };
     socket.once('secureConnect', resolve);
     socket.once('error', onError);
     return () => {
+      stopWatching();
       socket.off('secureConnect', resolve);
       socket.off('error', onError);
     };

@@ -40,8 +40,15 @@ async function listen(server: Server, sockets: Set<Socket>): Promise<Running> {
   };
 }
 
-/** What a TCP server does once the client's first bytes arrive. */
-export type OnData = 'echo' | 'rst' | 'fin' | 'silent';
+/**
+ * What a TCP server does once the client's first bytes arrive. `data-rst` answers 1000 bytes and
+ * resets right behind them, as a censor's RST in place of the next segment arrives: on Linux the
+ * client's Node then reports an end of stream, not ECONNRESET (src/net/stream-end.ts).
+ */
+export type OnData = 'echo' | 'rst' | 'fin' | 'silent' | 'data-rst';
+
+/** The bytes a `data-rst` server sends before its RST. */
+export const DATA_BEFORE_RST = 1000;
 
 export async function tcpServer(onData: OnData = 'echo'): Promise<Running & { received: Buffer[] }> {
   const received: Buffer[] = [];
@@ -52,6 +59,7 @@ export async function tcpServer(onData: OnData = 'echo'): Promise<Running & { re
       if (onData === 'echo') socket.write(d);
       else if (onData === 'rst') socket.resetAndDestroy();
       else if (onData === 'fin') socket.end();
+      else if (onData === 'data-rst') socket.write(Buffer.alloc(DATA_BEFORE_RST, 0x42), () => socket.resetAndDestroy());
     });
   });
   return { ...(await listen(server, track(server))), received };

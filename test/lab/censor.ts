@@ -26,6 +26,13 @@ export interface CensorOptions {
   sets?: Record<string, string>;
 }
 
+/**
+ * What the censor counts on top of a TCP payload: the IPv4 header (20) and a TCP header with the
+ * timestamps option (32), as Linux sends every segment after the handshake. (The SYN and SYN-ACK
+ * carry more options: leave them out of a counter whose payload is to be computed.)
+ */
+export const IP_TCP_HEADERS = 52;
+
 export interface RuleCounter {
   packets: number;
   bytes: number;
@@ -125,6 +132,11 @@ export async function counters(lab: Lab): Promise<Record<string, RuleCounter>> {
     throw new Error(`nft -j list failed: ${res.stderr.trim()}`);
   }
   return parseCounters(res.stdout);
+}
+
+/** The TCP payload of the segments a counter counted (none of them a SYN): its bytes minus their headers. */
+export function tcpPayloadOf(c: Pick<RuleCounter, 'packets' | 'bytes'>): number {
+  return c.bytes - IP_TCP_HEADERS * c.packets;
 }
 
 /** Packets counted by one named rule; throws (listing the ruleset) if there is no such rule. */

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { ProbeResult } from '../../src/result.js';
 import { GARBAGE_PAYLOAD, LAB_PQ, type DcListener } from './servers/telegram-dc.js';
-import { REPO_ROOT, applyCensor, counters, createLab, createLabCa, describeLab, runOnceInLab, type OnceRun, startDnsServer, startNodeServer, type Lab, type LabServer, type ServerEvent } from './index.js';
+import { IP_TCP_HEADERS, REPO_ROOT, applyCensor, counters, createLab, createLabCa, describeLab, runOnceInLab, type OnceRun, startDnsServer, startNodeServer, type Lab, type LabServer, type ServerEvent } from './index.js';
 
 const TELEGRAM_DC_SCRIPT = join(REPO_ROOT, 'test/lab/servers/telegram-dc.ts');
 const SERVER = '198.18.2.2';
@@ -11,8 +11,6 @@ const FINGERPRINTS = ['0bc35f3509f7b7a5', 'c3b42b026ce86b21', 'd09d1d85de64fd85'
 /** req_pq_multi is 40 bytes; resPQ from the lab DC 100 (see test/phases/mtproto.test.ts). */
 const REQUEST = 40;
 const RESPQ = 100;
-/** What the censor counts on top of a TCP payload: IPv4 header (20) + TCP header with timestamps (32). */
-const IP_TCP_HEADERS = 52;
 
 /**
  * Telegram censor scenarios (issue 4): a lab DC (servers/telegram-dc.ts) in the server namespace,

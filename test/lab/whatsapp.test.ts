@@ -4,6 +4,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { ProbeResult } from '../../src/result.js';
 import type { WhatsAppServerInfo } from './servers/whatsapp-server.js';
 import {
+  IP_TCP_HEADERS,
   applyCensor,
   counters,
   createLab,
@@ -28,8 +29,6 @@ const WHATSAPP_SERVER_SCRIPT = join(REPO_ROOT, 'test/lab/servers/whatsapp-server
 const SERVER = '198.18.2.2';
 /** The connection header (4) and the framed ClientHello (3 + 36). */
 const CLIENT_FIRST_BYTES = 43;
-/** What the censor's counters add to a payload: IPv4 (20) and TCP with timestamps (32). */
-const IP_TCP_HEADERS = 52;
 
 /** Port per TCP scenario; the WebSocket listener is on 443. */
 const PORTS = { ok: 5222, replay: 5223, garbage: 5224, 'wrong-root': 5225, oversized: 5226, rst: 5227, drop: 5228 } as const;

@@ -18,11 +18,12 @@ const KEY_HEX = '3e'.repeat(32);
 const KEY = Buffer.from(KEY_HEX, 'hex');
 const withKey = { settings: { mediaKey: KEY } };
 
-type Behaviour = { send: number; then: 'stall' | 'fin' | 'rst' } | { wrongProof: true } | { silent: true };
+type Behaviour = { send: number; then: 'stall' | 'fin' | 'rst' | 'rst-at-once' } | { wrongProof: true } | { silent: true };
 
 /**
  * A misbehaving reflector: it reads the authenticated request like the real one, then sends
- * `send` bytes (the proof included) and stalls, closes (FIN) or resets (RST).
+ * `send` bytes (the proof included) and stalls, closes (FIN) or resets (RST), 50 ms later or right
+ * behind the data (which Node reports as an end of stream: src/net/stream-end.ts).
  */
 async function fakeReflector(b: Behaviour): Promise<Running> {
   const server: Server = createServer((s) => {
@@ -39,6 +40,7 @@ async function fakeReflector(b: Behaviour): Promise<Running> {
         s.write(Buffer.concat([req.proof, Buffer.alloc(b.send - STREAM_PROOF_LENGTH, 0x33)]), () => {
           if (b.then === 'fin') s.end();
           else if (b.then === 'rst') setTimeout(() => s.resetAndDestroy(), 50);
+          else if (b.then === 'rst-at-once') s.resetAndDestroy();
         });
       }
     });
@@ -124,6 +126,17 @@ describe('stream phase on loopback', () => {
       const run = await runOnce(streamSpec(fake.port, { stallMs: 1000 }), withKey);
       expect(run).toMatchObject({ failure: 'connection_reset', failedPhase: 'stream' });
       expect(run.phases[1]!.evidence).toMatchObject({ bytesReceived: 3000, error: 'ECONNRESET' });
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it('RST right behind the data, as a censor resets in place of the next segment: connection_reset, not eof_error', async () => {
+    const fake = await fakeReflector({ send: 3000, then: 'rst-at-once' });
+    try {
+      const run = await runOnce(streamSpec(fake.port, { stallMs: 1000 }), withKey);
+      expect(run).toMatchObject({ failure: 'connection_reset', failedPhase: 'stream' });
+      expect(run.phases[1]!.evidence).toMatchObject({ bytesReceived: 3000, error: 'ECONNRESET', failedOperation: 'read' });
     } finally {
       await fake.close();
     }

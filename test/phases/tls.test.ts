@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLabCa, type LabCa } from '../lab/ca.js';
-import { tcpServer, tlsServer, type Running } from '../helpers/servers.js';
+import { createServer } from 'node:net';
+import { listenTracked, tcpServer, tlsServer, type Running } from '../helpers/servers.js';
 import { runOnce, specFor } from '../helpers/spec.js';
 
 describe('tls phase on loopback', () => {
@@ -85,6 +86,27 @@ describe('tls phase on loopback', () => {
     const run = await runOnce(tlsSpec(expired.port), { settings: { extraCa: [ca.caCertPem] } });
     expect(run.failure).toBe('ssl_invalid_certificate');
     expect(run.phases[1]!.evidence.error).toBe('CERT_HAS_EXPIRED');
+  });
+
+  it('a server whose answer is cut by an RST right behind it: connection_reset, not the end of stream Node reports', async () => {
+    // The first 15 bytes of a TLS handshake record that announces 64: the client waits for the rest.
+    const partialRecord = Buffer.concat([Buffer.from('1603030040', 'hex'), Buffer.alloc(10)]);
+    const server = await listenTracked(
+      createServer((s) => {
+        s.on('error', () => {});
+        s.once('data', () => s.write(partialRecord, () => s.resetAndDestroy()));
+      }),
+    );
+    try {
+      for (let i = 0; i < 3; i++) {
+        const spec = specFor({ endpoint: { host: '127.0.0.1', port: server.port, sni: 'tls.lab.test' }, phases: ['tcp', 'tls'], timeoutMs: 1000 });
+        const run = await runOnce(spec);
+        expect(run).toMatchObject({ failure: 'connection_reset', failedPhase: 'tls' });
+        expect(run.phases[1]!.evidence).toMatchObject({ error: 'ECONNRESET', bytesReceived: partialRecord.length, failedOperation: 'tls' });
+      }
+    } finally {
+      await server.close();
+    }
   });
 
   it.each([
