@@ -11,20 +11,30 @@
  * ## The stream request (48 bytes, sent as one RFC 4571 frame)
  *
  *   nonce (16, random) | fields XOR mask (16) | tag (16)
- *   fields = bytes requested (u32 BE) | 12 zero bytes
+ *   fields = bytes N (u32 BE) | direction (u8) | 11 zero bytes
+ *   direction = 0 download (the reflector sends N bytes), 1 upload (the prober sends N bytes and
+ *               the reflector acknowledges what arrived), 2 both (both at once, N each way)
  *   tag    = HMAC-SHA256(key, "callprobe stream v1" || nonce || fields)[0..16]
  *   mask   = HMAC-SHA256(key, "callprobe stream mask v1" || tag)[0..16]
  *
  * The same construction as the media trailer (media-packet.ts): every byte on the wire looks
  * random, so no constant identifies callprobe, and only holders of the key can ask for data.
+ * The direction sits in what were reserved bytes, which a reflector checks are zero: a request of
+ * a prober that predates it is a download, as it was; a reflector that predates it finds an
+ * upload request not authentic and ignores it (the prober sees no answer).
  *
- * ## The reply (raw bytes, not framed)
+ * ## The reply to a download (raw bytes, not framed)
  *
  *   proof (16) = HMAC-SHA256(key, "callprobe stream reply v1" || tag)[0..16], then N bytes
  *
  * The proof shows that the reflector itself answered this request (a middlebox that answers in
  * its place cannot forge it); the N bytes are random, like the ciphertext of a real download.
  * The reflector then sends nothing more and waits for the client to close.
+ *
+ * ## The reply to an upload or both
+ *
+ * The same proof, then records (stream-records.ts): the download's data and the acknowledgements
+ * of the upload, which the prober sends raw (no framing) once it has the proof.
  *
  * ## The refusal (raw, 16 bytes, then FIN)
  *
@@ -74,22 +84,40 @@ export class FrameReader {
   private bodyFilled = 0;
   /** The first length header above the limit, once seen; the reader then takes no more bytes. */
   oversized: number | null = null;
+  /** `take`'s callback said stop: what follows is not framed. */
+  private done = false;
 
   constructor(private readonly maxFrameLength: number = MAX_FRAME_LENGTH) {}
 
   /** Returns the frames completed by `chunk`, in order (none once `oversized` is set). */
   push(chunk: Buffer): Buffer[] {
     const frames: Buffer[] = [];
+    this.take(chunk, (frame) => void frames.push(frame));
+    return frames;
+  }
+
+  /**
+   * Hands the frames completed by `chunk` to `onFrame` in order, until it returns false: then the
+   * rest of the chunk, which is no frame (a stream test's upload follows its request raw), is
+   * returned, and the reader takes no more. Returns null when the whole chunk was read as frames.
+   */
+  take(chunk: Buffer, onFrame: (frame: Buffer) => boolean | void): Buffer | null {
     let at = 0;
-    while (this.oversized === null && at < chunk.length) {
+    const hand = (frame: Buffer): boolean => {
+      if (onFrame(frame) !== false) return true;
+      this.done = true;
+      return false;
+    };
+    while (this.oversized === null && !this.done && at < chunk.length) {
       if (this.body) {
         const n = Math.min(this.body.length - this.bodyFilled, chunk.length - at);
         chunk.copy(this.body, this.bodyFilled, at, at + n);
         this.bodyFilled += n;
         at += n;
         if (this.bodyFilled === this.body.length) {
-          frames.push(this.body);
+          const frame = this.body;
           this.body = null;
+          if (!hand(frame)) break;
         }
         continue;
       }
@@ -106,20 +134,23 @@ export class FrameReader {
       if (length > this.maxFrameLength) {
         this.oversized = length;
       } else if (chunk.length - at >= length) {
-        frames.push(chunk.subarray(at, at + length));
+        const frame = chunk.subarray(at, at + length);
         at += length;
+        if (!hand(frame)) break;
       } else {
         this.body = Buffer.allocUnsafe(length);
         this.bodyFilled = 0;
       }
     }
-    return frames;
+    return this.done ? chunk.subarray(at) : null;
   }
 }
 
 const NONCE_LENGTH = 16;
 const FIELDS_LENGTH = 16;
 const TAG_LENGTH = 16;
+/** Where the direction sits in the fields (after the u32 byte count). */
+const DIRECTION_OFFSET = 4;
 export const STREAM_REQUEST_LENGTH = NONCE_LENGTH + FIELDS_LENGTH + TAG_LENGTH;
 export const STREAM_PROOF_LENGTH = 16;
 /** u32: the largest request the format can carry; the reflector's config caps it far lower. */
@@ -138,6 +169,17 @@ const REFUSAL_LABEL = Buffer.from('callprobe stream refusal v1');
 /** The largest frame a callprobe peer sends the reflector: a media packet (the stream request is 48 bytes). */
 export const MAX_REFLECTOR_FRAME_LENGTH = Math.max(MAX_MEDIA_PACKET_LENGTH, STREAM_REQUEST_LENGTH);
 
+/** Which way the stream test's bytes go, with the byte that stands for it in the request. */
+export const STREAM_DIRECTIONS = { download: 0, upload: 1, both: 2 } as const;
+export type StreamDirection = keyof typeof STREAM_DIRECTIONS;
+const DIRECTION_BY_BYTE: ReadonlyMap<number, StreamDirection> = new Map(
+  (Object.entries(STREAM_DIRECTIONS) as Array<[StreamDirection, number]>).map(([name, byte]) => [byte, name]),
+);
+
+/** Whether the prober sends (upload, both) and whether the reflector sends data (download, both). */
+export const uploads = (d: StreamDirection): boolean => d !== 'download';
+export const downloads = (d: StreamDirection): boolean => d !== 'upload';
+
 /** Why the reflector refused a stream request, with the byte that stands for it in the refusal. */
 export const STREAM_REFUSAL_REASONS = { too_large: 1, rate_limited: 2 } as const;
 export type StreamRefusalReason = keyof typeof STREAM_REFUSAL_REASONS;
@@ -152,6 +194,9 @@ function hmac16(key: Uint8Array, ...parts: Uint8Array[]): Buffer {
 export interface StreamRequest {
   /** The 48 bytes to send (unframed). */
   readonly bytes: Buffer;
+  readonly direction: StreamDirection;
+  /** The request's tag: the reply's records and acknowledgements are keyed by it (stream-records.ts). */
+  readonly tag: Buffer;
   /** The proof the reply must start with. */
   readonly proof: Buffer;
   /** What the reply starts with instead when the reflector refuses, by reason. */
@@ -161,6 +206,8 @@ export interface StreamRequest {
 /** An authentic request as the reflector sees it. */
 export interface VerifiedStreamRequest {
   readonly bytesRequested: number;
+  readonly direction: StreamDirection;
+  readonly tag: Buffer;
   readonly proof: Buffer;
   readonly refusals: Readonly<Record<StreamRefusalReason, Buffer>>;
 }
@@ -178,31 +225,39 @@ export function refusalReason(head: Uint8Array, request: Pick<StreamRequest, 're
   return null;
 }
 
-export function encodeStreamRequest(bytesRequested: number, key: Uint8Array, nonce: Uint8Array = randomBytes(NONCE_LENGTH)): StreamRequest {
+export function encodeStreamRequest(
+  bytesRequested: number,
+  key: Uint8Array,
+  opts: { direction?: StreamDirection; nonce?: Uint8Array } = {},
+): StreamRequest {
   if (!Number.isInteger(bytesRequested) || bytesRequested < 0 || bytesRequested > MAX_STREAM_BYTES) {
     throw new RangeError(`stream bytes out of range: ${bytesRequested}`);
   }
+  const direction = opts.direction ?? 'download';
+  const nonce = opts.nonce ?? randomBytes(NONCE_LENGTH);
   if (nonce.length !== NONCE_LENGTH) throw new RangeError(`nonce must be ${NONCE_LENGTH} bytes`);
   const fields = Buffer.alloc(FIELDS_LENGTH);
   fields.writeUInt32BE(bytesRequested, 0);
+  fields[DIRECTION_OFFSET] = STREAM_DIRECTIONS[direction];
   const tag = hmac16(key, REQUEST_LABEL, nonce, fields);
   const mask = hmac16(key, MASK_LABEL, tag);
   const masked = Buffer.alloc(FIELDS_LENGTH);
   for (let i = 0; i < FIELDS_LENGTH; i++) masked[i] = (fields[i] as number) ^ (mask[i] as number);
-  return { bytes: Buffer.concat([nonce, masked, tag]), proof: hmac16(key, REPLY_LABEL, tag), refusals: refusalsFor(key, tag) };
+  return { bytes: Buffer.concat([nonce, masked, tag]), direction, tag, proof: hmac16(key, REPLY_LABEL, tag), refusals: refusalsFor(key, tag) };
 }
 
-/** The requested byte count and the reply's proof, or null if this is not an authentic request. */
+/** The requested byte count, direction and the reply's proof, or null if this is not an authentic request. */
 export function verifyStreamRequest(input: Uint8Array, key: Uint8Array): VerifiedStreamRequest | null {
   if (input.length !== STREAM_REQUEST_LENGTH) return null;
   const buf = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
   const nonce = buf.subarray(0, NONCE_LENGTH);
-  const tag = buf.subarray(NONCE_LENGTH + FIELDS_LENGTH);
+  const tag = Buffer.from(buf.subarray(NONCE_LENGTH + FIELDS_LENGTH));
   const mask = hmac16(key, MASK_LABEL, tag);
   const fields = Buffer.alloc(FIELDS_LENGTH);
   for (let i = 0; i < FIELDS_LENGTH; i++) fields[i] = (buf[NONCE_LENGTH + i] as number) ^ (mask[i] as number);
   if (!timingSafeEqual(hmac16(key, REQUEST_LABEL, nonce, fields), tag)) return null;
-  // Reserved bytes must be zero: a later version may give them a meaning.
-  if (fields.subarray(4).some((b) => b !== 0)) return null;
-  return { bytesRequested: fields.readUInt32BE(0), proof: hmac16(key, REPLY_LABEL, tag), refusals: refusalsFor(key, tag) };
+  const direction = DIRECTION_BY_BYTE.get(fields[DIRECTION_OFFSET] as number);
+  // Reserved bytes must be zero, and the direction one we know: a later version may give them a meaning.
+  if (direction === undefined || fields.subarray(DIRECTION_OFFSET + 1).some((b) => b !== 0)) return null;
+  return { bytesRequested: fields.readUInt32BE(0), direction, tag, proof: hmac16(key, REPLY_LABEL, tag), refusals: refusalsFor(key, tag) };
 }
