@@ -35,9 +35,10 @@ export interface Reflector {
  * - UDP (datagram.ts): an authentic media packet is echoed byte for byte to its source, so a
  *   reply is never larger than its request; anything else is dropped silently.
  * - TCP/TLS (connection.ts): RFC 4571 frames; an authentic media packet is echoed as the same
- *   frame, and an authentic stream request is answered with the proof and N bytes, or with an
- *   authenticated refusal (protocol.ts). TCP's handshake means the requester is the receiver,
- *   so N bytes to it amplify nothing.
+ *   frame, and an authentic stream request is answered with the proof and N bytes (a download),
+ *   acknowledgements of the N bytes the prober sends (an upload: never more bytes than arrived),
+ *   or both, or with an authenticated refusal (protocol/reflector.ts). TCP's handshake means the
+ *   requester is the receiver, so N bytes to it amplify nothing.
  * - Limits (limits.ts): per-source state exists only for sources that sent something authentic;
  *   unknown sources share one bucket that bounds the HMAC work a flood can cause, known ones pay
  *   from their own buckets before their tags are checked; the table forgets its least recently

@@ -13,6 +13,7 @@ import { MEDIA_SHAPES, cryptoRng, encodeMediaPacket } from '../../src/protocol/m
 import { reflectorConfigSchema } from '../../src/reflector/config.js';
 import { MAX_REFLECTOR_FRAME_LENGTH, STREAM_PROOF_LENGTH, encodeFrame, encodeStreamRequest, refusalReason } from '../../src/protocol/reflector.js';
 import { ReflectorMetrics } from '../../src/reflector/metrics.js';
+import { ACK_RECORD_LENGTH, RecordReader } from '../../src/protocol/stream-records.js';
 import { containErrors, startReflector, type Reflector } from '../../src/reflector/server.js';
 import { createLabCa, type LabCa } from '../lab/ca.js';
 
@@ -335,6 +336,78 @@ describe('reflector over TCP and TLS', () => {
     expect(text).toContain('callprobe_reflector_stream_requests_total{transport="tls",result="served"} 1');
     expect(text).toContain('callprobe_reflector_stream_requests_total{transport="tcp",result="too_large"} 1');
     expect(text).toContain('callprobe_reflector_stream_requests_total{transport="tcp",result="rate_limited"} 1');
+  });
+});
+
+describe('reflector stream tests that upload', () => {
+  let r: Reflector;
+  beforeAll(async () => {
+    r = await start({ listen: { tcp: ['127.0.0.1:0'] } }, { streamMaxBytes: '1MiB', streamsPerMinute: 100 });
+  });
+  afterAll(() => r.close());
+
+  /**
+   * Sends an upload or both-way request, waits for the proof, then sends `writes` (pausing
+   * between them so each is read on its own), and reads the reply to the end.
+   */
+  async function uploadTest(direction: 'upload' | 'both', n: number, writes: Buffer[]): Promise<{ reply: Buffer; sent: number; acks: number[]; data: number }> {
+    const s = await tcpTo(r.tcp[0]!.port);
+    const req = encodeStreamRequest(n, KEY, { direction });
+    s.write(encodeFrame(req.bytes));
+    const replying = collect(s, 400);
+    for (const w of writes) {
+      await settle(5);
+      s.write(w);
+    }
+    const { bytes } = await replying;
+    s.destroy();
+    expect(bytes.subarray(0, STREAM_PROOF_LENGTH).equals(req.proof)).toBe(true);
+    const records = new RecordReader(KEY, req.tag).push(bytes.subarray(STREAM_PROOF_LENGTH));
+    return {
+      reply: bytes,
+      sent: 2 + 48 + writes.reduce((t, w) => t + w.length, 0),
+      acks: records.flatMap((x) => (x.kind === 'ack' ? [x.received] : [])),
+      data: records.reduce((t, x) => t + (x.kind === 'data' ? x.bytes : 0), 0),
+    };
+  }
+
+  it('upload: acknowledges each read as it arrives, up to N, and never answers more bytes than it got', async () => {
+    const got = await uploadTest('upload', 5000, Array.from({ length: 5 }, () => Buffer.alloc(1000, 7)));
+    expect(got.acks).toEqual([1000, 2000, 3000, 4000, 5000]);
+    expect(got.data).toBe(0);
+    expect(got.reply.length).toBe(STREAM_PROOF_LENGTH + 5 * ACK_RECORD_LENGTH);
+    expect(got.reply.length).toBeLessThanOrEqual(got.sent);
+  });
+
+  it('upload a byte at a time: acks held back to stay within what arrived, the final count always acknowledged', async () => {
+    const got = await uploadTest('upload', 40, Array.from({ length: 40 }, () => Buffer.of(1)));
+    // Budget: the 50 request bytes and the upload, less the 16-byte proof: 34 + k after byte k, less
+    // 15 per ack sent; an ack only while one more fits for the final count (30), the final one at 15.
+    expect(got.acks).toEqual([1, 11, 26, 40]);
+    expect(got.reply.length).toBe(STREAM_PROOF_LENGTH + 4 * ACK_RECORD_LENGTH);
+    expect(got.reply.length).toBeLessThanOrEqual(got.sent);
+  });
+
+  it('counts nothing beyond N', async () => {
+    const got = await uploadTest('upload', 1500, [Buffer.alloc(1000), Buffer.alloc(1000), Buffer.alloc(1000)]);
+    expect(got.acks).toEqual([1000, 1500]);
+  });
+
+  it('both: N bytes of download in records while it acknowledges the N bytes of upload', async () => {
+    const got = await uploadTest('both', 70_000, Array.from({ length: 7 }, () => Buffer.alloc(10_000, 3)));
+    expect(got.data).toBe(70_000);
+    expect(got.acks.at(-1)).toBe(70_000);
+    expect(got.acks).toEqual([...got.acks].sort((a, b) => a - b));
+  });
+
+  it('holds an upload to streamMaxBytes as a download: the authenticated refusal, then FIN', async () => {
+    const s = await tcpTo(r.tcp[0]!.port);
+    const req = encodeStreamRequest(1024 * 1024 + 1, KEY, { direction: 'upload' });
+    s.write(encodeFrame(req.bytes));
+    const { bytes, ended } = await collect(s);
+    s.destroy();
+    expect(ended).toBe(true);
+    expect(refusalReason(bytes, req)).toBe('too_large');
   });
 });
 
