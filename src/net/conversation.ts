@@ -15,7 +15,8 @@ import type { PhaseTrace, TrafficCounter } from './trace.js';
  */
 export interface Conversation {
   readonly transport: 'stream' | 'websocket';
-  send(bytes: Uint8Array): void;
+  /** Queues bytes to the peer; `written` runs once the socket has handed them on (for TLS: encrypted onto the TCP socket). */
+  send(bytes: Uint8Array, written?: () => void): void;
   /** The next chunk from the peer. Rejects when the stream ends, fails or the signal fires. */
   receive(): Promise<Buffer>;
 }
@@ -68,7 +69,7 @@ export function openConversation(connection: Connection, signal: AbortSignal, co
   };
   signal.addEventListener('abort', onAbort, { once: true });
 
-  let send: (bytes: Uint8Array) => void;
+  let send: Conversation['send'];
   if (ws) {
     // ws turns a reset of its socket into a plain close 1006: watch the TCP socket underneath so an
     // injected RST is reported as connection_reset, not as an orderly close.
@@ -87,9 +88,9 @@ export function openConversation(connection: Connection, signal: AbortSignal, co
       fail(new ProbeFailure('eof_error', `WebSocket closed by the peer (${code} ${text})`, { wsCloseCode: code, wsCloseReason: text }));
     });
     listen(ws, 'error', (err: Error) => fail(failureOf(err, 'read')));
-    send = (bytes) => {
+    send = (bytes, written) => {
       counter.sent(bytes.length);
-      ws.send(bytes, { binary: true });
+      ws.send(bytes, { binary: true }, written && (() => written()));
     };
   } else {
     // Once the stream reported its end, the kernel's answer to how it ended decides, not the
@@ -120,9 +121,9 @@ export function openConversation(connection: Connection, signal: AbortSignal, co
     // A stream that ended before this phase began: say how, instead of waiting for the timeout.
     if (stream.destroyed) fail(stream.errored ? failureOf(stream.errored, 'read') : new ProbeFailure('eof_error', 'connection closed before this phase began'));
     stream.resume();
-    send = (bytes) => {
+    send = (bytes, written) => {
       counter.sent(bytes.length);
-      stream.write(bytes);
+      stream.write(bytes, written && (() => written()));
     };
   }
 

@@ -8,7 +8,7 @@ import { whatsappPhase } from './whatsapp.js';
 import { stunPhase } from './stun.js';
 import { turnPhase } from './turn.js';
 import { mediaPhase } from './media/index.js';
-import { streamPhase } from './stream.js';
+import { streamPhase } from './stream/index.js';
 import { tgReflectorPhase } from './tg-reflector.js';
 import { turnChallengePhase } from './turn-challenge.js';
 

@@ -20,7 +20,7 @@ describe('shipped examples', () => {
       `embeddedCatalogues: false\ncatalogues: [${join(CONFIG, 'media.example.probes.yaml')}]\ndns: { resolver: "127.0.0.1:53" }\nmedia: { reflectorKey: ${'ab'.repeat(32)} }\n`,
     );
     const plan = loadPlan(file);
-    expect(plan.specs.map((s) => s.id)).toEqual(['calls/whatsapp-media', 'calls/telegram-media', 'calls/tcp-freeze']);
+    expect(plan.specs.map((s) => s.id)).toEqual(['calls/whatsapp-media', 'calls/telegram-media', 'calls/tcp-freeze', 'calls/tcp-freeze-upload']);
     expect(new SafetyGuard(plan.safety).check('203.0.113.10')).toEqual({ allowed: false, rule: 'special-purpose 203.0.113.0/24 (documentation)', bogon: true });
   });
 

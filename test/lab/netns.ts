@@ -367,6 +367,24 @@ export class Lab {
     return waitForPort(this.ns(role), host, port, proto, timeoutMs, opts);
   }
 
+  /**
+   * Makes every packet the censor sees one TCP segment, as on a real wire. A veth passes the
+   * sender's TSO/GSO super-packets (up to 64 KiB) through whole, so nft's packet counters (`ct
+   * packets`, a rule's counter) would count one for tens of segments; a GSO limit of one segment
+   * on every veth end makes the kernel cut segments before they leave. Byte counts are the same
+   * either way (one header per packet counted).
+   */
+  async oneSegmentPerPacket(): Promise<void> {
+    const n = this.names;
+    const ends: Array<[LabRole, string]> = [
+      ['client', n.clientIf],
+      ['censor', n.censorClientIf],
+      ['censor', n.censorServerIf],
+      ['server', n.serverIf],
+    ];
+    for (const [role, dev] of ends) await ip(['-n', this.ns(role), 'link', 'set', 'dev', dev, 'gso_max_segs', '1']);
+  }
+
   /** Processes started by this lab that are still running. */
   get runningProcesses(): readonly NsProcess[] {
     return [...this.processes].filter((p) => p.running);
