@@ -47,7 +47,7 @@ export async function openStunClient(
 }
 
 /**
- * One STUN transaction with its evidence: each attempt's send time and its time to the answer (an
+ * One STUN transaction with its evidence: each attempt's send time (from the phase start) and its time to the answer (an
  * answer to a retransmitted request cannot be told apart from one to an earlier copy, so every
  * attempt gets its own figure, and `rttMs` is the one of the last request sent before the answer),
  * the retransmission count, the stray answers, and the schedule's length.
@@ -60,6 +60,9 @@ export async function transactWithEvidence(
   retransmission: Retransmission,
 ): Promise<TransactionOutcome> {
   const attempts: Array<{ attempt: number; sentAtMs: number; rttMs?: number }> = [];
+  // The client times its transaction from the first request; the evidence's offsets count from the
+  // phase start, like every offset in a record. RTTs are taken on the client's own clock.
+  const sinceFirst: number[] = [];
   ctx.evidence.scheduleMs = retransmissionSchedule(retransmission).timeoutAtMs;
   ctx.evidence.attempts = attempts;
   ctx.evidence.retransmissions = 0;
@@ -67,11 +70,12 @@ export async function transactWithEvidence(
   const outcome = await client.transact(request, transactionId, {
     retransmission,
     onAttempt: (attempt, atMs) => {
-      attempts.push({ attempt, sentAtMs: atMs });
+      attempts.push({ attempt, sentAtMs: ctx.trace.now() });
+      sinceFirst.push(atMs);
       ctx.evidence.retransmissions = attempt - 1;
     },
   });
-  for (const a of attempts) a.rttMs = roundMs(outcome.answeredAtMs - a.sentAtMs);
+  attempts.forEach((a, i) => (a.rttMs = roundMs(outcome.answeredAtMs - (sinceFirst[i] as number))));
   ctx.evidence.rttMs = attempts[attempts.length - 1]!.rttMs;
   return outcome;
 }
