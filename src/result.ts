@@ -2,7 +2,7 @@ import type { FailureCode } from './failure.js';
 import type { TargetLocation, TargetPath } from './types.js';
 
 /** Version of the record format: every JSON line carries it; a change bumps it (README "Records"). */
-export const RESULT_SCHEMA = 1 as const;
+export const RESULT_SCHEMA = 2 as const;
 
 export type Transport = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';
 
