@@ -114,8 +114,10 @@ export function openConversation(connection: Connection, signal: AbortSignal, co
     );
     listen(stream, 'error', (err: NodeJS.ErrnoException) => {
       if (endReported) return;
-      trace?.closed({ transport: connection.transport, how: err.code === 'ECONNRESET' ? 'rst' : 'error', detail: err.code ?? err.message });
-      fail(failureOf(err, 'read'));
+      // A write into a reset connection fails too (ECONNRESET, then EPIPE): a send-heavy phase may learn of the RST that way.
+      const operation = err.syscall === 'write' ? 'write' : 'read';
+      trace?.closed({ transport: connection.transport, how: err.code === 'ECONNRESET' || err.code === 'EPIPE' ? 'rst' : 'error', detail: err.code ?? err.message });
+      fail(failureOf(err, operation));
     });
     listen(stream, 'close', () => endReported || fail(new ProbeFailure('eof_error', 'connection closed')));
     // A stream that ended before this phase began: say how, instead of waiting for the timeout.

@@ -10,7 +10,7 @@ const SERVER = '198.18.2.2';
 const TLS_NAME = 'reflector.lab.test';
 /** The censor's threshold: the 15-20 KB after which the 2025 freezes stop a flow (net4people/bbs#490). */
 const LIMIT = 16384;
-const PORT = { downFreeze: 4201, downRstA: 4202, downRstB: 4203, upFreeze: 4204, bothL4: 4205, upL4: 4206, tlsFreeze: 4301, tlsRst: 4302, tlsUpFreeze: 4303 } as const;
+const PORT = { downFreeze: 4201, downRstA: 4202, downRstB: 4203, upFreeze: 4204, bothL4: 4205, upL4: 4206, upRst: 4207, tlsFreeze: 4301, tlsRst: 4302, tlsUpFreeze: 4303 } as const;
 /** The "l4-25" freeze: about 25 packets counted both ways, then nothing (hyperion-cs/dpi-checkers, May 2026). */
 const L4_PACKETS = 25;
 
@@ -43,7 +43,7 @@ describeLab('the stream phase (TCP, TLS) through a censor', () => {
     const cert = await ca.issue([TLS_NAME], { ips: [SERVER] });
     writeFileSync(join(lab.tmpDir, 'ca.pem'), ca.caCertPem);
     const reflectorConfig = join(lab.tmpDir, 'reflector.yaml');
-    const tcpPorts = [PORT.downFreeze, PORT.downRstA, PORT.downRstB, PORT.upFreeze, PORT.bothL4, PORT.upL4];
+    const tcpPorts = [PORT.downFreeze, PORT.downRstA, PORT.downRstB, PORT.upFreeze, PORT.bothL4, PORT.upL4, PORT.upRst];
     const tlsPorts = [PORT.tlsFreeze, PORT.tlsRst, PORT.tlsUpFreeze];
     writeFileSync(
       reflectorConfig,
@@ -79,6 +79,9 @@ metrics: { listen: "" }
         ...passedUp(port, `up-${port}-passed`),
         `tcp dport ${port} ct original bytes > ${LIMIT} counter drop comment "up-${port}"`,
       ]),
+      // Once the client's bytes pass 16 KB, the reflector's next packet (its ACK) becomes an RST: the upload is reset.
+      ...passedUp(PORT.upRst, 'up-rst-passed'),
+      `tcp sport ${PORT.upRst} ct original bytes > ${LIMIT} counter tcp flags set rst|ack comment "up-rst"`,
       // Both ways frozen once the flow has carried 25 packets, counted both ways (ct packets: original + reply).
       ...[PORT.bothL4, PORT.upL4].flatMap((port) => [
         `tcp dport ${port} tcp flags & syn == 0 ct packets <= ${L4_PACKETS} counter comment "l4-${port}-up-passed"`,
@@ -101,6 +104,7 @@ metrics: { listen: "" }
           target('up-freeze', PORT.upFreeze, false, '{ direction: upload, stallMs: 1500 }') +
           target('both-l4', PORT.bothL4, false, '{ direction: both, stallMs: 1500 }') +
           target('up-l4', PORT.upL4, false, '{ direction: upload, stallMs: 1500 }') +
+          target('up-rst', PORT.upRst, false, '{ direction: upload, stallMs: 1500 }') +
           target('tls-freeze', PORT.tlsFreeze, true) +
           target('tls-rst', PORT.tlsRst, true) +
           target('tls-up-freeze', PORT.tlsUpFreeze, true, '{ direction: upload, stallMs: 1500 }'),
@@ -162,13 +166,17 @@ metrics: { listen: "" }
     return { packets: up.packets + down.packets, upPackets: up.packets, upData: rules[`l4-${port}-up-data`]!.packets, up: tcpPayloadOf(up), down: tcpPayloadOf(down) };
   };
   type Cut = { direction: string; down?: { tcpPayloadBytes: number }; up: { ackedTcpPayloadBytes: number; ackedWrites: number; tcpPayloadBytes: number } };
+  /** An l4-25 target's result: a stream_cutoff, and the censor passed 25 packets (23 after the SYN and SYN-ACK). */
+  const l4Cutoff = (name: string, port: number) => {
+    const { run, phase } = stream(name);
+    expect(run).toMatchObject({ failure: 'stream_cutoff', failedPhase: 'stream', verdict: 'degraded' });
+    const censor = l4(port);
+    expect(censor.packets).toBe(L4_PACKETS - 2);
+    return { phase, censor, cut: phase.evidence.cutoff as Cut };
+  };
 
   it('upload after 25 packets counted both ways (l4-25, as its prober uploads): stream_cutoff upload; the acks that passed, exactly', () => {
-    const { run, phase } = stream('up-l4');
-    expect(run).toMatchObject({ failure: 'stream_cutoff', failedPhase: 'stream', verdict: 'degraded' });
-    const censor = l4(PORT.upL4);
-    expect(censor.packets).toBe(L4_PACKETS - 2);
-    const cut = phase.evidence.cutoff as Cut;
+    const { phase, censor, cut } = l4Cutoff('up-l4', PORT.upL4);
     expect(cut.direction).toBe('upload');
     // From the reflector came the proof and the acks the censor let pass, every byte of them measured.
     const ev = phase.evidence as { tcp: { readBytes: number }; upload: { acks: number } };
@@ -184,11 +192,7 @@ metrics: { listen: "" }
   });
 
   it('both ways after 25 packets counted both ways (l4-25): stream_cutoff both, the download offset exact, the acks a lower bound of the upload', () => {
-    const { run, phase } = stream('both-l4');
-    expect(run).toMatchObject({ failure: 'stream_cutoff', failedPhase: 'stream', verdict: 'degraded' });
-    const censor = l4(PORT.bothL4);
-    expect(censor.packets).toBe(L4_PACKETS - 2);
-    const cut = phase.evidence.cutoff as Cut;
+    const { phase, censor, cut } = l4Cutoff('both-l4', PORT.bothL4);
     expect(cut).toMatchObject({ direction: 'both', down: { tcpPayloadBytes: censor.down } });
     expect(phase.evidence.cutoffAtBytes).toBe(censor.down);
     expect(cut.up.ackedTcpPayloadBytes).toBeGreaterThanOrEqual(50);
@@ -206,6 +210,18 @@ metrics: { listen: "" }
     expect(run).toMatchObject({ failure: 'connection_reset', failedPhase: 'stream' });
     expect(phase.evidence).toMatchObject({ error: 'ECONNRESET', bytesReceived: passed(`rst-${port}-passed`) });
     expect(rules[`rst-${port}`]!.packets).toBeGreaterThan(0);
+  });
+
+  it('upload reset by the censor once past 16 KB: connection_reset while callprobe writes, with what was acknowledged', () => {
+    const { run, phase } = stream('up-rst');
+    expect(run).toMatchObject({ failure: 'connection_reset', failedPhase: 'stream' });
+    const up = phase.evidence.upload as { ackedBytes: number; writtenBytes: number };
+    expect(phase.evidence.error).toBe('ECONNRESET');
+    // Everything acknowledged passed the censor before the reset (the request first).
+    expect(50 + up.ackedBytes).toBeLessThanOrEqual(passed('up-rst-passed'));
+    expect(up.writtenBytes).toBeGreaterThan(up.ackedBytes);
+    expect(rules['up-rst']!.packets).toBeGreaterThan(0);
+    console.log(`upload RST: ${phase.evidence.failedOperation} failed with ${phase.evidence.error}; the censor passed ${passed('up-rst-passed')} B; callprobe: ${up.ackedBytes} acknowledged, ${up.writtenBytes} written`);
   });
 
   it('over TLS, the freeze offset counts TCP payload bytes (what the censor counts), not decrypted bytes', () => {
