@@ -54,7 +54,15 @@ async function fakeReflector(b: Behaviour): Promise<Running> {
  * acknowledges the upload at each `ackEvery` bytes until `ackUntil`, then goes silent on acks;
  * with `data`, it sends that many download bytes in records, `dataEveryMs` apart (default at once).
  */
-async function fakeUploadReflector(b: { ackEvery: number; ackUntil: number; data?: number; dataRecord?: number; dataEveryMs?: number }): Promise<Running> {
+async function fakeUploadReflector(b: {
+  ackEvery: number;
+  ackUntil: number;
+  data?: number;
+  dataRecord?: number;
+  dataEveryMs?: number;
+  /** Right after the proof: bytes that are no record, or an ack of bytes not yet sent. */
+  hostile?: 'garbage' | 'early-ack';
+}): Promise<Running> {
   const server: Server = createServer((s) => {
     s.on('error', () => {});
     const reader = new FrameReader();
@@ -72,6 +80,8 @@ async function fakeUploadReflector(b: { ackEvery: number; ackUntil: number; data
         if (!req) return true;
         const w = (writer = new RecordWriter(KEY, req.tag));
         s.write(req.proof);
+        if (b.hostile === 'garbage') s.write(Buffer.alloc(40, 0xab));
+        if (b.hostile === 'early-ack') s.write(w.ack(req.bytesRequested));
         let left = b.data ?? 0;
         const piece = b.dataRecord ?? left;
         const next = (): void => {
@@ -262,6 +272,20 @@ describe('stream phase on loopback', () => {
       // Data kept coming the whole time: about one record per 20 ms for at least 400 ms.
       expect(ev.streamBytes as number).toBeGreaterThan(15_000);
       expect(ev.streamBytes as number).toBeLessThan(60_000);
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it.each([
+    ['garbage', 'proto_malformed'],
+    ['early-ack', 'proto_mismatch'],
+  ] as const)('an upload answered with %s after the proof: %s, never a crash', async (hostile, code) => {
+    const fake = await fakeUploadReflector({ ackEvery: 1024, ackUntil: 0, hostile });
+    try {
+      const run = await runOnce(streamSpec(fake.port, { direction: 'upload', bytes: '4KiB', writeIntervalMs: 50, stallMs: 1000 }), withKey);
+      expect(run).toMatchObject({ failure: code, failedPhase: 'stream' });
+      expect(run.phases[1]!.evidence.proofVerified).toBe(true);
     } finally {
       await fake.close();
     }
