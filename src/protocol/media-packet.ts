@@ -68,9 +68,10 @@
  * Payload sizes: `opusLikeSize` draws 60-160 bytes, i.e. 24-64 kbit/s at 20 ms frames, the
  * range RFC 7587 §3.1.1 recommends for Opus from wideband speech to fullband audio.
  */
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { malformed, mismatch } from './errors.js';
 import { encodeRtp } from './rtp.js';
+import { SEALED_FIELDS_LENGTH, SEALED_TAG_LENGTH, saturateUint32, seal, unseal, type SealLabels } from './sealed.js';
 import { buildMessage, MAGIC_COOKIE } from './stun.js';
 import { ATTR, xorPeerAddress } from './stun-attributes.js';
 import { METHOD } from './turn.js';
@@ -87,9 +88,9 @@ export type Rng = (n: number) => Uint8Array;
 // ---------------------------------------------------------------------------------------------
 // Trailer
 
-const FIELDS_LENGTH = 16;
+const FIELDS_LENGTH = SEALED_FIELDS_LENGTH;
 /** RFC 2104 §5: truncate to no less than half the hash output (SHA-256: 32 bytes). */
-export const TAG_LENGTH = 16;
+export const TAG_LENGTH = SEALED_TAG_LENGTH;
 export const TRAILER_LENGTH = FIELDS_LENGTH + TAG_LENGTH;
 /** RFC 2104 §3: keys shorter than the hash output (32 bytes for SHA-256) are strongly discouraged. */
 export const MIN_KEY_LENGTH = 32;
@@ -398,21 +399,14 @@ function buildShape(shape: ServiceShape, flow: FlowConstants, seq: number, paylo
  * v1 (probers before the echo counts) is echoed byte for byte, v2 gets the echo trailer; the echo
  * has labels of its own, so a request can never pass for an echo or the other way round.
  */
-interface TrailerLabels {
-  readonly tag: Buffer;
-  readonly mask: Buffer;
-}
-const REQUEST_V1: TrailerLabels = { tag: Buffer.from('callprobe media v1'), mask: Buffer.from('callprobe media mask v1') };
-const REQUEST_V2: TrailerLabels = { tag: Buffer.from('callprobe media v2'), mask: Buffer.from('callprobe media mask v2') };
-const ECHO: TrailerLabels = { tag: Buffer.from('callprobe media echo v1'), mask: Buffer.from('callprobe media echo mask v1') };
+const REQUEST_V1: SealLabels = { tag: Buffer.from('callprobe media v1'), mask: Buffer.from('callprobe media mask v1') };
+const REQUEST_V2: SealLabels = { tag: Buffer.from('callprobe media v2'), mask: Buffer.from('callprobe media mask v2') };
+const ECHO: SealLabels = { tag: Buffer.from('callprobe media echo v1'), mask: Buffer.from('callprobe media echo mask v1') };
 
-/** Writes `clear` (16 bytes) as the trailer of `pkt`: masked fields, then the tag over the prefix and the clear fields. */
-function seal(pkt: Buffer, key: Uint8Array, labels: TrailerLabels, clear: Buffer): void {
+/** Writes `clear` (16 bytes) as the trailer of `pkt`, sealed over everything before it (./sealed.ts). */
+function sealInto(pkt: Buffer, key: Uint8Array, labels: SealLabels, clear: Buffer): void {
   const fieldsAt = pkt.length - TRAILER_LENGTH;
-  const tag = computeTag(key, labels, pkt.subarray(0, fieldsAt), clear);
-  const mask = computeMask(key, labels, tag);
-  for (let i = 0; i < FIELDS_LENGTH; i++) pkt[fieldsAt + i] = (clear[i] as number) ^ (mask[i] as number);
-  tag.copy(pkt, fieldsAt + FIELDS_LENGTH);
+  seal(key, labels, pkt.subarray(0, fieldsAt), clear).wire.copy(pkt, fieldsAt);
 }
 
 function sealTrailer(pkt: Buffer, key: Uint8Array, flowId: number, seq: number, sendTimeUs: number): void {
@@ -420,28 +414,16 @@ function sealTrailer(pkt: Buffer, key: Uint8Array, flowId: number, seq: number, 
   clear.writeUInt32BE(flowId, 0);
   clear.writeUInt32BE(seq, 4);
   clear.writeBigUInt64BE(BigInt(sendTimeUs), 8);
-  seal(pkt, key, REQUEST_V2, clear);
-}
-
-function computeTag(key: Uint8Array, labels: TrailerLabels, prefix: Uint8Array, clearFields: Uint8Array): Buffer {
-  return createHmac('sha256', key).update(labels.tag).update(prefix).update(clearFields).digest().subarray(0, TAG_LENGTH);
-}
-
-function computeMask(key: Uint8Array, labels: TrailerLabels, tag: Uint8Array): Buffer {
-  return createHmac('sha256', key).update(labels.mask).update(tag).digest().subarray(0, FIELDS_LENGTH);
+  sealInto(pkt, key, REQUEST_V2, clear);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Verification and decoding
 
 /** Checks one polarity under one kind of trailer; returns the 16 clear field bytes or null. Never throws. */
-function open(buf: Buffer, key: Uint8Array, labels: TrailerLabels): Buffer | null {
+function open(buf: Buffer, key: Uint8Array, labels: SealLabels): Buffer | null {
   const fieldsAt = buf.length - TRAILER_LENGTH;
-  const tag = buf.subarray(fieldsAt + FIELDS_LENGTH);
-  const mask = computeMask(key, labels, tag);
-  const clear = Buffer.alloc(FIELDS_LENGTH);
-  for (let i = 0; i < FIELDS_LENGTH; i++) clear[i] = (buf[fieldsAt + i] as number) ^ (mask[i] as number);
-  return timingSafeEqual(computeTag(key, labels, buf.subarray(0, fieldsAt), clear), tag) ? clear : null;
+  return unseal(key, labels, buf.subarray(0, fieldsAt), buf.subarray(fieldsAt))?.fields ?? null;
 }
 
 function inverted(buf: Uint8Array): Buffer {
@@ -558,9 +540,9 @@ export function encodeMediaEcho(request: VerifiedMediaRequest, key: Uint8Array, 
   const clear = Buffer.alloc(FIELDS_LENGTH);
   clear.writeUInt32BE(request.flowId, 0);
   clear.writeUInt32BE(request.seq, 4);
-  clear.writeUInt32BE(saturate32(counts.packets), 8);
-  clear.writeUInt32BE(saturate32(counts.bytes), 12);
-  seal(echo, key, ECHO, clear);
+  clear.writeUInt32BE(saturateUint32(counts.packets), 8);
+  clear.writeUInt32BE(saturateUint32(counts.bytes), 12);
+  sealInto(echo, key, ECHO, clear);
   if (request.polarity === 'inverted') invertInPlace(echo);
   return echo;
 }
@@ -595,10 +577,6 @@ export function decodeMediaEcho(input: Uint8Array, key: Uint8Array): DecodedMedi
     }
   }
   throw mismatch('media echo tag does not verify under our key', { length: buf.length });
-}
-
-function saturate32(n: number): number {
-  return Math.min(0xffffffff, Math.max(0, Math.floor(n)));
 }
 
 /**

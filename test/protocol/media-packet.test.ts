@@ -24,6 +24,7 @@ import { decodeRtp } from '../../src/protocol/rtp.js';
 import { parseMessage } from '../../src/protocol/stun.js';
 import { getXorPeerAddress } from '../../src/protocol/stun-attributes.js';
 import { failureCodeOf } from '../helpers/bytes.js';
+import { asV1Request } from '../helpers/media.js';
 
 const KEY = Buffer.alloc(32, 0x42);
 const OTHER_KEY = Buffer.alloc(32, 0x43);
@@ -250,21 +251,9 @@ describe('trailer', () => {
   });
 });
 
-/** A request as probers before the echo counts sealed it (labels "... v1"), written here from the documented construction. */
-function v1Request(shape: ServiceShape): Buffer {
-  const p = Buffer.from(packet(shape));
-  const n = p.length;
-  const clear = Buffer.from('01020304' + '00000000' + '00000000000f4240', 'hex');
-  const tag = createHmac('sha256', KEY).update('callprobe media v1').update(p.subarray(0, n - 32)).update(clear).digest().subarray(0, 16);
-  const mask = createHmac('sha256', KEY).update('callprobe media mask v1').update(tag).digest().subarray(0, 16);
-  for (let i = 0; i < 16; i++) p[n - 32 + i] = (clear[i] as number) ^ (mask[i] as number);
-  tag.copy(p, n - 16);
-  return p;
-}
-
 describe('request versions', () => {
   it('a v1 request (from an older prober) still verifies, as version 1, so the reflector echoes it verbatim', () => {
-    const old = v1Request('rtp');
+    const old = asV1Request(packet('rtp'), KEY);
     expect(verifyMediaRequest(old, KEY)).toMatchObject({ version: 1, polarity: 'plain', flowId: FLOW, seq: 0, sendTimeUs: 1_000_000 });
     expect(verifyMediaRequest(packet('rtp'), KEY)).toMatchObject({ version: 2, polarity: 'plain' });
     expect(decodeMediaPacket(old, KEY).version).toBe(1);
