@@ -25,7 +25,7 @@ describe('FlowTable', () => {
     expect(t.size).toBe(2);
     expect(t.report('s', 2).packets).toBe(0);
     expect(t.report('s', 1).packets).toBe(2);
-    expect(t.expire(1004)).toBe(1); // flow 1 last seen at 2
+    expect(t.expire(1002.5)).toBe(1); // flow 1 last seen at 2, flow 3 at 3
     expect(t.report('s', 3).packets).toBe(1);
   });
 });
