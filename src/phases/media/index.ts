@@ -8,8 +8,9 @@ import { checkedSetting } from '../kit.js';
 import { turnCredentialName } from '../turn-params.js';
 import type { PhaseDefinition } from '../types.js';
 import { describeStream, differentiationEvidence, judge, type MediaEvidence } from './judge.js';
-import { END_MARGIN_MS, mediaParams, mediaProblem, packetCount } from './params.js';
+import { END_MARGIN_MS, REPORT_WAIT_MS, mediaParams, mediaProblem, packetCount } from './params.js';
 import { openDirectPath, openTurnPath, type MediaPath } from './paths.js';
+import { askReport } from './report.js';
 import { runStream, streamPlans } from './streams.js';
 
 export { mediaTimeoutNeededMs } from './params.js';
@@ -79,7 +80,7 @@ export const mediaPhase: PhaseDefinition<typeof mediaParams, 'addresses', MediaE
     const credential = p.via === 'turn' ? checkedSetting(ctx.settings.turnCredentials?.get(turnCredentialName(p, ctx.target)), 'the TURN credentials') : null;
     const count = packetCount(p);
     const streamMs = count * p.frameMs;
-    const deadline = started + ctx.timeoutMs - END_MARGIN_MS - (credential ? p.releaseWaitMs : 0);
+    const deadline = started + ctx.timeoutMs - END_MARGIN_MS - REPORT_WAIT_MS - (credential ? p.releaseWaitMs : 0);
     const address = addresses[0];
     ctx.transport = 'udp';
     ctx.endpointUsed = formatEndpoint(address, ctx.endpoint.port);
@@ -103,7 +104,19 @@ export const mediaPhase: PhaseDefinition<typeof mediaParams, 'addresses', MediaE
         });
       }
       const runs = await Promise.all(
-        paths.map((path, i) => runStream(path, { ...plans[i]!, key, sizes, frameMs: p.frameMs, startMs, drainMs: p.drainMs, deadline, signal: ctx.signal })),
+        paths.map((path, i) =>
+          runStream(path, {
+            ...plans[i]!,
+            key,
+            sizes,
+            frameMs: p.frameMs,
+            startMs,
+            drainMs: p.drainMs,
+            deadline,
+            signal: ctx.signal,
+            askReport: (flowId) => askReport(ctx, path.reflector, flowId, key),
+          }),
+        ),
       );
       const sides = runs.map((run, i) => judge(run, plans[i]!, p));
       ctx.evidence.streams = sides.map((s) => s.evidence);

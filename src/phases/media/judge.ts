@@ -1,6 +1,7 @@
 import { round6, roundMs } from '../../evidence.js';
 import { classify, type FailureCode } from '../../failure.js';
 import type { StreamComparison } from '../../media/differentiation.js';
+import { cutDirection, perDirection } from '../../media/direction.js';
 import { classifyStream, computeStreamStats, type MediaClassification, type StreamStats } from '../../media/stats.js';
 import type { Evidence } from '../../result.js';
 import type { MediaParams } from './params.js';
@@ -71,12 +72,35 @@ export function judge(run: StreamRun, plan: StreamPlan, p: MediaParams): Judged 
     pacing: run.pacing,
     drainMs: run.drainMs,
     ...(run.pathError === null ? {} : { pathError: classify(run.pathError).error }),
+    ...directionEvidence(run, stats, classification.failure, p.frameMs),
     failure: classification.failure,
     degradedReasons: degraded.reasons,
     cutoff: cutoff ? mapValues(cutoff, (v) => (typeof v === 'number' ? round6(v) : v)) : null,
     throttle: throttle ? mapValues(throttle, (v) => (typeof v === 'number' ? round6(v) : v)) : null,
   };
   return { label: plan.shape, stats, failure: classification.failure, classification, evidence };
+}
+
+/**
+ * What the reflector says of the flow: its report (asked only when echoes were missing), the loss
+ * each way, and for a stream that went silent which way it broke (src/media/direction.ts).
+ */
+function directionEvidence(run: StreamRun, stats: StreamStats, failure: FailureCode | null, frameMs: number): Record<string, unknown> {
+  const input = { sent: run.sent, received: run.received, echoes: run.echoes, report: run.report?.report ?? null, rttP50Ms: stats.rttMs?.p50 ?? null, frameMs };
+  const per = perDirection(input);
+  const out: Record<string, unknown> = {
+    perDirection: per ? { ...per, uplink: roundLoss(per.uplink), downlink: roundLoss(per.downlink) } : null,
+  };
+  if (run.report) {
+    const { report, requestsSent, error, traffic } = run.report;
+    out.reflectorReport = { answered: report !== null, requestsSent, ...(report ?? {}), ...(error ? { error } : {}), bytesSent: traffic.bytesSent ?? 0, bytesReceived: traffic.bytesReceived ?? 0 };
+  }
+  if (failure === 'stream_cutoff' || failure === 'media_no_packets') out.cutDirection = cutDirection(input);
+  return out;
+}
+
+function roundLoss<T extends { lossRatio: number | null }>(c: T): T {
+  return { ...c, lossRatio: c.lossRatio === null ? null : round6(c.lossRatio) };
 }
 
 export function differentiationEvidence(c: StreamComparison): Record<string, unknown> {

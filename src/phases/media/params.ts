@@ -77,6 +77,8 @@ export const MIN_DRAIN_MS = 250;
 export const MAX_DRAIN_MS = 2000;
 /** Kept at the end of the phase's timeout for the statistics. */
 export const END_MARGIN_MS = 300;
+/** After the drain, asking the reflector for its counts of a stream that went unanswered (./report.ts). */
+export const REPORT_WAIT_MS = 1000;
 
 /** Packets in the stream: one per frame. */
 export function packetCount(p: Pick<MediaParams, 'durationMs' | 'frameMs'>): number {
@@ -89,7 +91,7 @@ export function packetCount(p: Pick<MediaParams, 'durationMs' | 'frameMs'>): num
  */
 export function mediaTimeoutNeededMs(p: Pick<MediaParams, 'durationMs' | 'frameMs' | 'drainMs'> & Partial<Pick<MediaParams, 'via' | 'releaseWaitMs'>>): number {
   const release = p.via === 'turn' ? (p.releaseWaitMs ?? turnReleaseParams.releaseWaitMs.parse(undefined)) : 0;
-  return packetCount(p) * p.frameMs + (p.drainMs ?? MAX_DRAIN_MS) + END_MARGIN_MS + release;
+  return packetCount(p) * p.frameMs + (p.drainMs ?? MAX_DRAIN_MS) + REPORT_WAIT_MS + END_MARGIN_MS + release;
 }
 
 /** The plan's check: the key, the TURN credentials a relayed stream names, and a timeout that holds it all. */
@@ -104,6 +106,6 @@ export function mediaProblem(p: MediaParams, planned: { target: string; timeoutM
   const release = p.via === 'turn' ? ` + release (${p.releaseWaitMs} ms)` : '';
   return (
     `phaseTimeout ${planned.timeoutMs} ms is shorter than the stream (${packetCount(p) * p.frameMs} ms) + drain (${p.drainMs ?? MAX_DRAIN_MS} ms) + ` +
-    `${END_MARGIN_MS} ms${release} = ${needed} ms: raise the target's phaseTimeout`
+    `report (${REPORT_WAIT_MS} ms) + ${END_MARGIN_MS} ms${release} = ${needed} ms: raise the target's phaseTimeout`
   );
 }

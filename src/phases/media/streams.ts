@@ -3,9 +3,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { roundMs } from '../../evidence.js';
 import { pacingReport, runPaced, type PacingReport } from '../../media/pacer.js';
 import { percentile, type ReceivedPacket, type SentPacket } from '../../media/stats.js';
-import { SERVICE_SHAPES, cryptoRng, decodeMediaPacket, encodeMediaPacket, type MediaShape, type ServiceShape } from '../../protocol/media-packet.js';
+import { SERVICE_SHAPES, cryptoRng, decodeMediaEcho, encodeMediaPacket, type MediaShape, type ReceiveCounts, type ServiceShape } from '../../protocol/media-packet.js';
 import { MAX_DRAIN_MS, MIN_DRAIN_MS, type MediaParams } from './params.js';
 import type { MediaPath } from './paths.js';
+import type { ReportOutcome } from './report.js';
 
 /**
  * The streams of one media phase: the service-shaped one and, with `control`, its comparison
@@ -39,9 +40,19 @@ export function opt<K extends string, V>(k: K, v: V | undefined): Partial<Record
   return v === undefined ? {} : ({ [k]: v } as Record<K, V>);
 }
 
+/** An echo that came back, with what the reflector had received of the flow when it echoed it. */
+export interface EchoedPacket extends ReceivedPacket {
+  readonly reflector: ReceiveCounts;
+}
+
 export interface StreamRun {
+  readonly flowId: number;
   readonly sent: SentPacket[];
-  readonly received: ReceivedPacket[];
+  readonly received: EchoedPacket[];
+  /** Every authentic echo datagram that arrived, duplicates included: the downlink as a censor counts it. */
+  readonly echoes: { readonly packets: number; readonly bytes: number };
+  /** The reflector's answer, after the stream, to "what did you receive of this flow?". */
+  readonly report: ReportOutcome | null;
   readonly pacing: PacingReport;
   /** Datagrams that came back but are not authentic echoes of this stream. */
   readonly stray: number;
@@ -58,24 +69,32 @@ export interface StreamOptions extends StreamPlan {
   readonly drainMs: number | undefined;
   readonly deadline: number;
   readonly signal: AbortSignal;
+  /** Asks the reflector for its counts of this flow, from a new socket (./report.ts). */
+  readonly askReport: (flowId: number) => Promise<ReportOutcome>;
 }
 
 /** Sends the paced stream on `path`, records every authentic echo, and drains. */
 export async function runStream(path: MediaPath, o: StreamOptions): Promise<StreamRun> {
   const flowId = randomBytes(4).readUInt32BE(0);
   const sent: SentPacket[] = [];
-  const received: ReceivedPacket[] = [];
+  // Send times by sequence: the echo carries the reflector's counts, the RTT comes from our own record.
+  const sentAt = new Map<number, number>();
+  const received: EchoedPacket[] = [];
+  const echoes = { packets: 0, bytes: 0 };
   let stray = 0;
   path.onPacket((data, atMs) => {
     let d;
     try {
-      d = decodeMediaPacket(data, o.key);
+      d = decodeMediaEcho(data, o.key);
     } catch {
       stray++;
       return;
     }
-    if (d.flowId !== flowId) stray++;
-    else received.push({ seq: d.seq, sendTimeMs: d.sendTimeUs / 1000, recvTimeMs: atMs, size: data.length });
+    const sendTimeMs = sentAt.get(d.seq);
+    if (d.flowId !== flowId || sendTimeMs === undefined) return void stray++;
+    echoes.packets++;
+    echoes.bytes += data.length;
+    received.push({ seq: d.seq, sendTimeMs, recvTimeMs: atMs, size: data.length, reflector: d.received });
   });
   // A send the path refuses (its socket failed) ends the stream: nothing more can leave or come back.
   const failed = new AbortController();
@@ -99,6 +118,7 @@ export async function runStream(path: MediaPath, o: StreamOptions): Promise<Stre
         });
         if (!path.send(packet)) return failed.abort();
         sent.push({ seq, sendTimeMs: sendTimeUs / 1000, size: packet.length });
+        sentAt.set(seq, sendTimeUs / 1000);
         pacingErrors.push(sendTimeUs / 1000 - scheduledMs);
       },
     );
@@ -106,12 +126,15 @@ export async function runStream(path: MediaPath, o: StreamOptions): Promise<Stre
     if (!failed.signal.aborted || o.signal.aborted) throw err;
     // Cut short: the pacer's own report is lost with its loop; the same measure over the sends made.
     const pathError = await path.failure();
-    return { sent, received: [...received], pacing: pacingReport(pacingErrors), stray, drainMs: 0, pathError };
+    return { flowId, sent, received: [...received], echoes: { ...echoes }, report: null, pacing: pacingReport(pacingErrors), stray, drainMs: 0, pathError };
   }
   const rtts = received.map((r) => r.recvTimeMs - r.sendTimeMs).sort((a, b) => a - b);
   const p99 = rtts.length > 0 ? percentile(rtts, 99) : Number.POSITIVE_INFINITY;
   const wanted = o.drainMs ?? Math.min(MAX_DRAIN_MS, Math.max(MIN_DRAIN_MS, 4 * p99));
   const drainMs = Math.max(0, Math.min(wanted, o.deadline - performance.now()));
   await sleep(drainMs, undefined, { signal: o.signal });
-  return { sent, received: [...received], pacing, stray, drainMs: roundMs(drainMs), pathError: null };
+  const got = { received: [...received], echoes: { ...echoes } };
+  // Asked only when something went unanswered: a whole stream back says all there is to say.
+  const report = got.received.length < sent.length ? await o.askReport(flowId) : null;
+  return { flowId, sent, ...got, report, pacing, stray, drainMs: roundMs(drainMs), pathError: null };
 }
