@@ -8,6 +8,7 @@ import { createLogger, silentLogger } from './log.js';
 import { loadPlan, type Plan } from './plan/index.js';
 import type { ProbeResult } from './result.js';
 import { formatPlan, formatResult } from './report.js';
+import { ownAddressFilter } from './sinks/privacy.js';
 import { VERSION } from './version.js';
 
 const USAGE = `callprobe ${VERSION}: is a WhatsApp or Telegram call possible from here, and if not, which step breaks?
@@ -107,11 +108,15 @@ async function runOnce(configFile: string | null, services: string[], json: bool
   for (const s of services) if (!known.has(s)) throw new UsageError(`--service ${s}: no such service in the plan (${[...known].join(', ')})`);
   const specs = plan.specs.filter((s) => s.control || services.length === 0 || services.includes(s.service));
   // The same data directory as the daemon's: what the vantage learnt (which targets answer) is shared.
-  const engine = new Engine(plan, verbose ? createLogger('debug') : silentLogger(), plan.config.dataDir ?? defaultDataDir());
+  const dataDir = plan.config.dataDir ?? defaultDataDir();
+  const engine = new Engine(plan, verbose ? createLogger('debug') : silentLogger(), dataDir);
+  // The daemon's install key, so that a token here means the same address as in its records.
+  const shown = ownAddressFilter({ dataDir, keepOwnAddresses: plan.config.records.keepOwnAddresses, phases: plan.phases });
   const controller = new AbortController();
   process.once('SIGINT', () => controller.abort('interrupted by SIGINT'));
   const results: ProbeResult[] = [];
-  await engine.cycle(specs, plan.config.schedule.concurrency, controller.signal, (r) => {
+  await engine.cycle(specs, plan.config.schedule.concurrency, controller.signal, (raw) => {
+    const r = shown(raw);
     results.push(r);
     if (json) process.stdout.write(JSON.stringify(r) + '\n');
   });

@@ -10,6 +10,7 @@ import { loadPlan, type Plan } from './plan/index.js';
 import type { ProbeResult } from './result.js';
 import { createHttpServer } from './server/http.js';
 import { Metrics } from './sinks/metrics.js';
+import { ownAddressFilter, type ResultFilter } from './sinks/privacy.js';
 import { RecordWriter } from './sinks/records.js';
 import { StatusBoard } from './sinks/status.js';
 
@@ -60,7 +61,12 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
     },
   }));
   const engine = new Engine(plan, log, dataDir);
-  const publish = (result: ProbeResult): void => {
+  // The one place results are made fit to show: every sink, the API and the logs get them scrubbed.
+  const privacy = (p: Plan): ResultFilter =>
+    startupStep(`the install key in ${dataDir}`, () => ownAddressFilter({ dataDir, keepOwnAddresses: p.config.records.keepOwnAddresses, phases: p.phases }));
+  let shown = privacy(plan);
+  const publish = (raw: ProbeResult): void => {
+    const result = shown(raw);
     for (const [name, sink] of [
       ['records', () => records.write(result)],
       ['metrics', () => metrics.observe(result)],
@@ -130,6 +136,7 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
         ...(next.config.http.token !== plan.config.http.token ? ['http.token'] : []),
         ...(next.config.vantage.name !== plan.config.vantage.name ? ['vantage.name'] : []),
       ];
+      if (next.config.records.keepOwnAddresses !== plan.config.records.keepOwnAddresses) shown = privacy(next);
       plan = next;
       metrics.setVantage(plan.config.vantage.name);
       engine.update(plan);
