@@ -108,6 +108,7 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
         startedAt,
         log,
         health: () => ({ ok: true, detail: { targets: plan.specs.length, activeRuns: scheduler.active } }),
+        show: (r) => shown(r),
       })
     : null;
   if (server) {
@@ -122,6 +123,11 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
     address = a && typeof a === 'object' ? { host: a.address, port: a.port } : null;
     log.info({ listen: address }, 'http server listening');
   }
+  // The page's history comes from the records, read in the background while probing starts.
+  status.load(recordsDir, (r) => shown(r)).then(
+    (loaded) => log.info(loaded, 'history loaded from the records'),
+    (err: unknown) => log.error({ err }, 'reading the records for the history failed: the page starts from now'),
+  );
   scheduler.start(plan.specs);
   log.info({ targets: plan.specs.length, vantage: plan.config.vantage.name, config: configFile ?? '(embedded defaults)' }, 'callprobe started');
 
