@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
 import { hexPrefix } from '../evidence.js';
-import { isLoopbackHost, normalizeAddress } from '../net/cidr.js';
+import { normalizeAddress } from '../net/cidr.js';
 import { parseHostPort } from '../net/address.js';
 import type { PhaseRegistry } from '../phases/types.js';
 import type { ProbeResult } from '../result.js';
@@ -25,8 +25,12 @@ import type { ProbeResult } from '../result.js';
  * same token at this vantage, so "did my public address or NAT mapping change" stays visible, and
  * nobody without the key (kept in the data directory, never in a record) can test a guess. Ports
  * are kept: whether the mapped port equals the local one is what tells NAT behaviour apart, and a
- * port alone identifies nobody. Loopback addresses are tokenised where a phase declares them but
- * not searched for elsewhere: 127.0.0.1 identifies no vantage, and it is also where test targets live.
+ * port alone identifies nobody.
+ *
+ * An IP the record probes (a phase's endpoint, the addresses it resolved) is a destination, not
+ * the vantage: it is tokenised where declared but not searched for elsewhere. A TURN relayed
+ * address is on the TURN server, whose own address the record is about; on loopback our socket's
+ * address is also the target's.
  */
 export class AddressScrubber {
   constructor(
@@ -54,12 +58,13 @@ export class AddressScrubber {
         rewrite(phase.evidence, path.split('.'), (value) => {
           const address = addressIn(value);
           if (!address) return value;
-          own.add(address.ip);
+          own.add(normalizeAddress(address.ip) ?? address.ip);
           return this.token(address.ip, address.port);
         });
       }
     }
-    const searched = [...own].filter((ip) => !isLoopbackHost(ip));
+    const destinations = destinationsOf(copy);
+    const searched = [...own].filter((ip) => !destinations.has(ip));
     if (searched.length === 0) return copy;
     const replacers = searched.flatMap((ip) => this.replacers(ip));
     return replaceStrings(copy, (text) => replacers.reduce((t, [pattern, by]) => t.replace(pattern, by), text)) as ProbeResult;
@@ -84,6 +89,20 @@ export class AddressScrubber {
     forms.push([new RegExp(bare, v6 ? 'gi' : 'g'), () => this.token(ip)]);
     return forms;
   }
+}
+
+/** The IPs the record's phases were sent to: their endpoints and the addresses they resolved. */
+function destinationsOf(r: ProbeResult): Set<string> {
+  const out = new Set<string>();
+  const add = (value: unknown): void => {
+    const a = addressIn(value);
+    if (a) out.add(normalizeAddress(a.ip) ?? a.ip);
+  };
+  for (const p of r.phases) {
+    add(p.endpoint);
+    if (Array.isArray(p.evidence.addresses)) p.evidence.addresses.forEach(add);
+  }
+  return out;
 }
 
 /** An IP literal with an optional port ("198.18.1.2:5000", "[2001:db8::1]:3478", "198.18.1.2"), or null. */

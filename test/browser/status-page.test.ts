@@ -161,8 +161,10 @@ describeNeeding(existsSync(CHROMIUM) ? null : `${CHROMIUM} is missing: scripts/t
   }, 60_000);
   afterAll(async () => {
     await browser?.close();
-    daemon?.process.kill('SIGTERM');
-    down?.process.kill('SIGTERM');
+    // Stopped and gone before their data directory is removed (they flush records on SIGTERM).
+    await Promise.all(
+      [daemon, down].map((d) => (d && d.process.exitCode === null ? (d.process.kill('SIGTERM'), once(d.process, 'exit')) : null)),
+    );
     await echo?.close();
     good?.close();
     hostile?.close();

@@ -123,12 +123,25 @@ describe('AddressScrubber', () => {
     });
   });
 
-  it('loopback is tokenised where declared but not searched for elsewhere (it is where test targets live)', () => {
+  it('an IP the record probes is a destination: tokenised where declared, never searched for elsewhere', () => {
+    // On loopback our socket's address is the target's; a TURN relayed address is on the TURN server.
     const raw = result({}, [
       { phase: 'tcp', endpoint: '127.0.0.1:443', startedAt: 0, durationMs: 1, ok: true, failure: null, evidence: { addresses: ['127.0.0.1'], localAddress: '127.0.0.1:5000' } },
+      {
+        phase: 'turn',
+        endpoint: '198.18.2.2:3478',
+        startedAt: 1,
+        durationMs: 1,
+        ok: false,
+        failure: 'relay_timeout',
+        evidence: { relayedAddress: '198.18.2.2:50000', mappedAddress: '203.0.113.7:6000', error: 'no data from 198.18.2.2:50000 for 203.0.113.7' },
+      },
     ]);
     const scrubbed = scrubber.scrub(raw);
-    expect(scrubbed.phases[0]).toMatchObject({ endpoint: '127.0.0.1:443', evidence: { addresses: ['127.0.0.1'], localAddress: `${scrubber.token('127.0.0.1')}:5000` } });
+    expect(scrubbed.phases.map((p) => [p.endpoint, p.evidence])).toEqual([
+      ['127.0.0.1:443', { addresses: ['127.0.0.1'], localAddress: `${scrubber.token('127.0.0.1')}:5000` }],
+      ['198.18.2.2:3478', { relayedAddress: `${scrubber.token('198.18.2.2')}:50000`, mappedAddress: `${T_LOCAL}:6000`, error: `no data from 198.18.2.2:50000 for ${T_LOCAL}` }],
+    ]);
   });
 
   it('a phase that declares nothing keeps its evidence; a value that is no address stays', () => {
