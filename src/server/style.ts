@@ -27,4 +27,5 @@ details{margin:.3rem 0}summary{cursor:pointer;color:#0969da}
 pre{white-space:pre-wrap;word-break:break-all;font-size:12px;background:#f6f8fa;padding:.4rem;margin:.3rem 0;max-height:24rem;overflow:auto}
 code{font-size:.85em}.legend dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem .8rem;margin:0}.legend dd{margin:0}
 .muted{color:#57606a}
+.u-legend{font-size:.8rem;color:#424a53}.u-legend th{background:none;border:0;font-weight:600}.u-legend td{border:0}.u-legend .u-marker{display:none}
 `;
