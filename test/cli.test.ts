@@ -118,6 +118,12 @@ safety: { allow: [127.0.0.0/8, "::1/128", 198.18.0.0/15] }
       failedPhase: 'tcp',
       control: { target: 'local', phase: 'tcp', ok: true },
     });
+    // The socket's own address is a token of this install, the same for the same address.
+    // (A refused connect never had a local address.)
+    const local = results.filter((r) => r.failure === null).map((r) => r.phases[0]!.evidence.localAddress as string);
+    expect(local).toHaveLength(2);
+    for (const l of local) expect(l).toMatch(/^own-v4:[0-9a-f]{8}:\d+$/);
+    expect(new Set(local.map((l) => l.split(':')[1])).size).toBe(1);
   });
 
   it('--help on every command, with its own options and no source paths; a wrong option answers with that help', () => {
@@ -241,6 +247,8 @@ safety: { allow: [127.0.0.0/8, "::1/128", 198.18.0.0/15] }
       const results = lines.map((l) => JSON.parse(l) as ProbeResult);
       expect(results.length).toBe(logs.filter((l) => l.msg === 'probe finished').length);
       expect(results.some((r) => r.vantage.name === 'renamed')).toBe(true);
+      // Records carry no address of the vantage's own sockets.
+      for (const r of results.filter((x) => x.failure === null)) expect(r.phases[0]!.evidence.localAddress).toMatch(/^own-v4:[0-9a-f]{8}:\d+$/);
       expect(logs.at(-1)!.msg).toBe('stopped');
     } finally {
       daemon.kill('SIGKILL');
