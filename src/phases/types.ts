@@ -103,6 +103,13 @@ export interface PhaseDefinition<S extends z.ZodType = z.ZodType, N extends Phas
    * at run time.
    */
   check?(params: z.infer<S>, planned: PlannedContext): string | null;
+  /**
+   * Where this phase's evidence holds an address of the vantage itself (our socket's local address,
+   * the address a STUN or TURN server saw us as, a relayed address of ours): paths such as
+   * `localAddress` or `relays[].mappedAddress`. sinks/privacy.ts replaces these, and the same IPs
+   * anywhere else in the record, before anything is written or shown (README "Privacy").
+   */
+  readonly ownAddresses?: readonly string[];
   /** The gauges this phase feeds from a finished result (media loss, jitter, MOS, cut-offs). */
   gauges?(result: PhaseResult & { evidence: E }): GaugeSample[];
   run(ctx: PhaseContext<z.infer<S>, E>, input: InputFor<N>): Promise<PhaseOutput>;

@@ -130,6 +130,17 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /**
+   * What each planned target stands for, to group targets in PromQL without adding labels to the
+   * other metrics: `* on(vantage, service, target) group_left(path) callprobe_target_info`.
+   */
+  private readonly targetInfo = new Gauge({
+    name: 'callprobe_target_info',
+    help: 'Always 1 for each planned target; the labels say what of a call it stands for (path), where it is (location) and whether it is a control.',
+    labelNames: ['service', 'target', 'path', 'location', 'control'] as const,
+    registers: [this.registry],
+  });
+
   private readonly buildInfo = new Gauge({
     name: 'callprobe_build_info',
     help: 'Always 1; the labels say which callprobe runs where.',
@@ -209,6 +220,9 @@ export class Metrics {
         for (const v of SCOPES) this.scope.labels(s.service, s.target, v).set(0);
       }
     }
+    // Rebuilt whole: a reload that changes a target's path or location leaves no stale series.
+    this.targetInfo.reset();
+    for (const s of specs) this.targetInfo.labels(s.service, s.target, s.path, s.location, String(s.control)).set(1);
     this.recordsDropped.inc(0);
   }
 

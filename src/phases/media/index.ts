@@ -58,6 +58,8 @@ export const mediaPhase: PhaseDefinition<typeof mediaParams, 'addresses', MediaE
   controlPhase: 'media',
   path: 'calls',
   needs: 'addresses',
+  // Each TURN path's own addresses, and an Allocate failure's (its evidence lands at the top).
+  ownAddresses: ['relays[].localAddress', 'relays[].mappedAddress', 'relays[].relayedAddress', 'mappedAddress', 'relayedAddress'],
   check: (p, planned) => mediaProblem(p, planned),
   gauges: ({ evidence }) => {
     const samples: GaugeSample[] = [];
