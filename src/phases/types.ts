@@ -3,7 +3,7 @@ import type { Logger } from '../log.js';
 import type { Connection } from '../net/connection.js';
 import type { PhaseTrace } from '../net/trace.js';
 import type { Evidence, PhaseResult, Transport } from '../result.js';
-import type { DestinationGuard, GaugeSample, PhaseSettings, TargetEndpoint, TargetPath } from '../types.js';
+import type { DestinationGuard, GaugeSample, PhaseSettings, StateSample, TargetEndpoint, TargetLocation, TargetPath } from '../types.js';
 
 export type { Connection };
 
@@ -35,6 +35,8 @@ export type PhaseOutput = { readonly addresses: readonly string[] } | { readonly
 export interface PhaseContext<P = unknown, E extends Evidence = Evidence> {
   readonly service: string;
   readonly target: string;
+  /** Where the target is (its catalogue entry): a media phase compares destinations by it. */
+  readonly location: TargetLocation;
   readonly endpoint: TargetEndpoint;
   readonly params: P;
   /** Aborted when the phase's timeout fires or the run is cancelled; phases close their sockets on it. */
@@ -112,6 +114,8 @@ export interface PhaseDefinition<S extends z.ZodType = z.ZodType, N extends Phas
   readonly ownAddresses?: readonly string[];
   /** The gauges this phase feeds from a finished result (media loss, jitter, MOS, cut-offs). */
   gauges?(result: PhaseResult & { evidence: E }): GaugeSample[];
+  /** The states this phase feeds from a finished result (the media diagnosis). */
+  states?(result: PhaseResult & { evidence: E }): StateSample[];
   run(ctx: PhaseContext<z.infer<S>, E>, input: InputFor<N>): Promise<PhaseOutput>;
 }
 

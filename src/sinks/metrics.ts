@@ -1,7 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { PHASES } from '../phases/index.js';
 import type { PhaseRegistry } from '../phases/types.js';
-import type { PhaseGauge, ProbeSpec } from '../types.js';
+import { DIAGNOSES } from '../media/diagnosis.js';
+import type { PhaseGauge, PhaseState, ProbeSpec } from '../types.js';
 import type { PhaseResult, ProbeResult, Verdict, VerdictScope } from '../result.js';
 import { VERSION } from '../version.js';
 
@@ -102,6 +103,12 @@ export class Metrics {
     labelNames: ['service', 'target', 'shape'] as const,
     registers: [this.registry],
   });
+  private readonly mediaDiagnosis = new Gauge({
+    name: 'callprobe_media_diagnosis',
+    help: 'What the last multi-destination media run says of the call path (1 for it, 0 for the others): protocol_classification (a shape fails on the foreign and the domestic path while its control passes), destination_policy (everything to the foreign reflector fails, everything domestic passes), none, inconclusive.',
+    labelNames: ['service', 'target', 'diagnosis'] as const,
+    registers: [this.registry],
+  });
   private readonly loopDelay = new Histogram({
     name: 'callprobe_run_event_loop_delay_seconds',
     help: "The worst event-loop delay seen during each run: callprobe's own stall, which inflates the timings it records.",
@@ -169,6 +176,7 @@ export class Metrics {
       this.mediaMos,
       this.cutoffPackets,
       this.cutoffBytes,
+      this.mediaDiagnosis,
     ] as Array<Counter<string> | Gauge<string>>;
   }
 
@@ -179,6 +187,11 @@ export class Metrics {
     media_mos: this.mediaMos,
     stream_cutoff_packets: this.cutoffPackets,
     stream_cutoff_bytes: this.cutoffBytes,
+  };
+
+  /** The phase-fed states by name, with every value they can take. */
+  private readonly states: Record<PhaseState, [Gauge<'service' | 'target' | 'diagnosis'>, readonly string[]]> = {
+    media_diagnosis: [this.mediaDiagnosis, DIAGNOSES],
   };
 
   /** @param phases where each phase's gauges are looked up (the plan's registry). */
@@ -249,6 +262,17 @@ export class Metrics {
     for (const p of result.phases) if (!p.skipped) this.observeGauges(service, target, p);
   }
 
+  /** The per-target states each phase says it feeds (its definition's `states`): 1 for the value, 0 for the others. */
+  private observeStates(service: string, target: string, p: PhaseResult): void {
+    for (const sample of this.phases.get(p.phase)?.states?.(p) ?? []) {
+      const [gauge, values] = this.states[sample.state];
+      for (const v of values) {
+        if (sample.value === null) gauge.remove(service, target, v);
+        else gauge.labels(service, target, v).set(v === sample.value ? 1 : 0);
+      }
+    }
+  }
+
   /** The per-stream gauges each phase says it feeds (its definition's `gauges`); a null value removes the series. */
   private observeGauges(service: string, target: string, p: PhaseResult): void {
     for (const sample of this.phases.get(p.phase)?.gauges?.(p) ?? []) {
@@ -256,6 +280,7 @@ export class Metrics {
       if (sample.value === null) gauge.remove(service, target, sample.shape);
       else gauge.labels(service, target, sample.shape).set(sample.value);
     }
+    this.observeStates(service, target, p);
   }
 
   /** Removes every series of one target, whatever its other labels (phase, code, shape, verdict). */

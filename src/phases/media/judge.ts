@@ -2,6 +2,7 @@ import { round6, roundMs } from '../../evidence.js';
 import { classify, type FailureCode } from '../../failure.js';
 import type { StreamComparison } from '../../media/differentiation.js';
 import { cutDirection, perDirection } from '../../media/direction.js';
+import { analyseSweep, type SweepResult, type SweepStep } from '../../media/sweep.js';
 import { classifyStream, computeStreamStats, type MediaClassification, type StreamStats } from '../../media/stats.js';
 import type { Evidence } from '../../result.js';
 import type { MediaParams } from './params.js';
@@ -36,22 +37,38 @@ export interface Judged {
   readonly stats: StreamStats;
   readonly failure: FailureCode | null;
   readonly classification: MediaClassification;
+  readonly sweep: SweepResult | null;
   readonly evidence: MediaStreamEvidence;
 }
 
-export function judge(run: StreamRun, plan: StreamPlan, p: MediaParams): Judged {
+export interface JudgeOptions {
+  /** The phase has several destinations: each stream's evidence names its own. */
+  readonly named?: boolean;
+  /** The stream was a rate sweep with these steps (src/media/sweep.ts): its knee decides. */
+  readonly sweep?: readonly SweepStep[] | null;
+  /** Over IPv6 (48 bytes of headers a packet, not 28), for the policer's own rate. */
+  readonly ipv6?: boolean;
+}
+
+export function judge(run: StreamRun, plan: StreamPlan, p: MediaParams, o: JudgeOptions = {}): Judged {
   const stats = computeStreamStats(run.sent, run.received);
-  const classification = classifyStream(stats, {
+  const classified = classifyStream(stats, {
     ...opt('thresholds', p.thresholds),
     ...opt('throttle', p.throttle),
     ...opt('cutoff', p.cutoff),
     frameMs: p.frameMs,
   });
+  const sweep = o.sweep ? analyseSweep(o.sweep, run.received.map((r) => r.seq), { headerBytes: o.ipv6 ? 48 : 28 }) : null;
+  // A sweep is meant to lose packets above the knee: only nothing back, or a knee, is its finding.
+  const classification: MediaClassification = sweep
+    ? { ...classified, failure: stats.sent > 0 && stats.received === 0 ? 'media_no_packets' : sweep.knee ? 'media_throttled' : null }
+    : classified;
   const { quality, cutoff, throttle, degraded } = classification;
   const evidence: MediaStreamEvidence = {
     role: plan.role,
     shape: plan.shape,
     ...opt('controlOf', plan.controlOf),
+    ...(o.named ? { destination: plan.destination.name, location: plan.destination.location } : {}),
     sent: stats.sent,
     received: stats.received,
     lost: stats.lost,
@@ -73,12 +90,13 @@ export function judge(run: StreamRun, plan: StreamPlan, p: MediaParams): Judged 
     drainMs: run.drainMs,
     ...(run.pathError === null ? {} : { pathError: classify(run.pathError).error }),
     ...directionEvidence(run, stats, classification.failure, p.frameMs),
+    ...(sweep ? { sweep: sweepEvidence(sweep) } : {}),
     failure: classification.failure,
     degradedReasons: degraded.reasons,
     cutoff: cutoff ? mapValues(cutoff, (v) => (typeof v === 'number' ? round6(v) : v)) : null,
     throttle: throttle ? mapValues(throttle, (v) => (typeof v === 'number' ? round6(v) : v)) : null,
   };
-  return { label: plan.shape, stats, failure: classification.failure, classification, evidence };
+  return { label: plan.shape, stats, failure: classification.failure, classification, sweep, evidence };
 }
 
 /**
@@ -97,6 +115,13 @@ function directionEvidence(run: StreamRun, stats: StreamStats, failure: FailureC
   }
   if (failure === 'stream_cutoff' || failure === 'media_no_packets') out.cutDirection = cutDirection(input);
   return out;
+}
+
+function sweepEvidence(s: SweepResult): Record<string, unknown> {
+  return {
+    steps: s.steps.map((step) => ({ ...step, deliveredKbps: round6(step.deliveredKbps), deliveredRatio: round6(step.deliveredRatio) })),
+    knee: s.knee ? { ...s.knee, policedKbps: round6(s.knee.policedKbps), policedIpKbps: round6(s.knee.policedIpKbps) } : null,
+  };
 }
 
 function roundLoss<T extends { lossRatio: number | null }>(c: T): T {
@@ -127,8 +152,12 @@ export function describeStream(j: Judged): string {
   const parts = [`${s.received}/${s.sent} back`, `loss ${(100 * s.lossRatio).toFixed(1)} %`];
   const c = j.classification.cutoff;
   if (j.failure === 'stream_cutoff' && c) parts.push(`silent after packet ${c.afterPackets} (${c.afterBytesSent} bytes, ${roundMs(c.afterMs)} ms)`);
+  const knee = j.sweep?.knee;
+  if (j.failure === 'media_throttled' && knee) {
+    parts.push(`delivered rate flat at ${knee.policedKbps.toFixed(1)} kbit/s (${knee.policedIpKbps.toFixed(1)} with headers) from the ${knee.atKbps} kbit/s step on`);
+  }
   const t = j.classification.throttle;
-  if (j.failure === 'media_throttled' && t) parts.push(`delivered ${(t.deliveredRateBps / 1000).toFixed(1)} of ${(t.sentRateBps / 1000).toFixed(1)} kbit/s`);
+  if (j.failure === 'media_throttled' && t && !knee) parts.push(`delivered ${(t.deliveredRateBps / 1000).toFixed(1)} of ${(t.sentRateBps / 1000).toFixed(1)} kbit/s`);
   if (j.failure === 'media_degraded') parts.push(`over thresholds: ${j.classification.degraded.reasons.join(', ')}`);
   if (j.classification.quality) parts.push(`MOS ${j.classification.quality.mos.toFixed(2)}`);
   return parts.join(', ');

@@ -27,15 +27,15 @@ export interface MediaPath {
   close(): Promise<void>;
 }
 
-/** UDP straight to the reflector (the target). Counters go to the phase's evidence. */
-export async function openDirectPath(ctx: PhaseContext<MediaParams>, address: string): Promise<MediaPath> {
+/** UDP straight to a reflector (the target, or another destination of the phase). Counters go to the phase's evidence. */
+export async function openDirectPath(ctx: PhaseContext<MediaParams>, address: string, port: number): Promise<MediaPath> {
   const life = new AbortController();
-  const channel = await openDatagram(ctx, { address, port: ctx.endpoint.port, signal: AbortSignal.any([ctx.signal, life.signal]) });
+  const channel = await openDatagram(ctx, { address, port, signal: AbortSignal.any([ctx.signal, life.signal]) });
   let handler: (data: Buffer, atMs: number) => void = () => {};
   const path = {
     error: null as unknown,
     describe: { localAddress: formatEndpoint(channel.localAddress, channel.localPort) },
-    reflector: { address, port: ctx.endpoint.port },
+    reflector: { address, port },
     send: (packet: Buffer) => channel.send(packet),
     onPacket: (h: typeof handler) => {
       handler = h;

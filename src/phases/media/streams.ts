@@ -5,6 +5,7 @@ import { pacingReport, runPaced, type PacingReport } from '../../media/pacer.js'
 import { percentile, type ReceivedPacket, type SentPacket } from '../../media/stats.js';
 import { SERVICE_SHAPES, cryptoRng, decodeMediaEcho, encodeMediaPacket, type MediaShape, type ReceiveCounts, type ServiceShape } from '../../protocol/media-packet.js';
 import { MAX_DRAIN_MS, MIN_DRAIN_MS, type MediaParams } from './params.js';
+import type { TargetLocation } from '../../types.js';
 import type { MediaPath } from './paths.js';
 import type { ReportOutcome } from './report.js';
 
@@ -13,24 +14,48 @@ import type { ReportOutcome } from './report.js';
  * stream, each paced on the monotonic clock on its own path and drained after the last send.
  */
 
+/** Where a stream goes: the target (first), or another reflector of the phase's `reflectors`. */
+export interface Destination {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  readonly location: TargetLocation;
+}
+
 export interface StreamPlan {
   readonly role: 'service' | 'control';
   readonly shape: MediaShape;
   /** For `random`: the service shape inverted. */
   readonly controlOf?: ServiceShape;
+  readonly destination: Destination;
 }
 
 function isServiceShape(s: MediaShape): s is ServiceShape {
   return (SERVICE_SHAPES as readonly string[]).includes(s);
 }
 
-export function streamPlans(p: MediaParams): StreamPlan[] {
+/** The shapes the phase sends as services: `shapes`, or the one `shape` (default rtp). */
+export function serviceShapes(p: Pick<MediaParams, 'shape' | 'shapes'>): MediaShape[] {
+  return p.shapes ?? [p.shape ?? 'rtp'];
+}
+
+/**
+ * Every stream of the phase: to each destination (the target first), each shape and, with
+ * `control`, its control. The first is the primary stream (the first shape to the target), the
+ * second its control when there is one.
+ */
+export function streamPlans(p: MediaParams, destinations: readonly Destination[]): StreamPlan[] {
   const base = (s: MediaShape, of?: ServiceShape): StreamPlan['controlOf'] => (s === 'random' ? (of ?? 'rtp') : undefined);
-  const plans: StreamPlan[] = [{ role: 'service', shape: p.shape, ...opt('controlOf', base(p.shape, p.controlOf)) }];
-  if (p.control) {
-    // The control inverts the service shape itself, so only the bytes differ (Wehe).
-    const of = isServiceShape(p.shape) ? p.shape : p.controlOf;
-    plans.push({ role: 'control', shape: p.control, ...opt('controlOf', base(p.control, of)) });
+  const plans: StreamPlan[] = [];
+  for (const destination of destinations) {
+    for (const shape of serviceShapes(p)) {
+      plans.push({ role: 'service', shape, destination, ...opt('controlOf', base(shape, p.controlOf)) });
+      if (p.control) {
+        // The control inverts the service shape itself, so only the bytes differ (Wehe).
+        const of = isServiceShape(shape) ? shape : p.controlOf;
+        plans.push({ role: 'control', shape: p.control, destination, ...opt('controlOf', base(p.control, of)) });
+      }
+    }
   }
   return plans;
 }
@@ -63,8 +88,10 @@ export interface StreamRun {
 
 export interface StreamOptions extends StreamPlan {
   readonly key: Uint8Array;
+  /** The payload size of each packet, by sequence number. */
   readonly sizes: readonly number[];
-  readonly frameMs: number;
+  /** Paced runs one after the other (one for a call-like stream, one per rate for a sweep). */
+  readonly steps: ReadonlyArray<{ readonly count: number; readonly intervalMs: number }>;
   readonly startMs: number;
   readonly drainMs: number | undefined;
   readonly deadline: number;
@@ -99,11 +126,15 @@ export async function runStream(path: MediaPath, o: StreamOptions): Promise<Stre
   // A send the path refuses (its socket failed) ends the stream: nothing more can leave or come back.
   const failed = new AbortController();
   const pacingErrors: number[] = [];
+  const signal = AbortSignal.any([o.signal, failed.signal]);
   let pacing: PacingReport;
   try {
-    pacing = await runPaced(
-      { count: o.sizes.length, intervalMs: o.frameMs, startMs: o.startMs, signal: AbortSignal.any([o.signal, failed.signal]) },
-      (seq, scheduledMs) => {
+    let first = 0;
+    let startMs = o.startMs;
+    for (const step of o.steps) {
+      const base = first;
+      await runPaced({ count: step.count, intervalMs: step.intervalMs, startMs, signal }, (i, scheduledMs) => {
+        const seq = base + i;
         // The send time in the packet is the time it leaves: the RTT then excludes the pacer's error.
         const sendTimeUs = Math.round(performance.now() * 1000);
         const packet = encodeMediaPacket({
@@ -120,8 +151,11 @@ export async function runStream(path: MediaPath, o: StreamOptions): Promise<Stre
         sent.push({ seq, sendTimeMs: sendTimeUs / 1000, size: packet.length });
         sentAt.set(seq, sendTimeUs / 1000);
         pacingErrors.push(sendTimeUs / 1000 - scheduledMs);
-      },
-    );
+      });
+      first += step.count;
+      startMs += step.count * step.intervalMs;
+    }
+    pacing = pacingReport(pacingErrors);
   } catch (err) {
     if (!failed.signal.aborted || o.signal.aborted) throw err;
     // Cut short: the pacer's own report is lost with its loop; the same measure over the sends made.
