@@ -1,8 +1,13 @@
 import type { FailureCode } from './failure.js';
 import type { TargetLocation, TargetPath } from './types.js';
 
-/** Version of the record format: every JSON line carries it; a change bumps it (README "Records"). */
-export const RESULT_SCHEMA = 1 as const;
+/**
+ * Version of the record format: every JSON line carries it; a field that changes meaning or goes
+ * away bumps it (README "Records"). 2: every `...Ms` offset in a phase's evidence counts from the
+ * phase's start (in 1, a media stream's timeline, lastReceived and cutoff counted from its first
+ * send; that is now `streamStartMs`).
+ */
+export const RESULT_SCHEMA = 2 as const;
 
 export type Transport = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';
 

@@ -69,7 +69,7 @@ describe('turn servers in the config', () => {
     const metrics = new Metrics('test');
     metrics.declare(p.specs);
     const result: ProbeResult = {
-      schema: 1,
+      schema: 2,
       id: 'x',
       software: { name: 'callprobe', version: '0' },
       vantage: { name: 'test' },

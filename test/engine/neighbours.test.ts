@@ -7,7 +7,7 @@ const T0 = Date.parse('2026-11-30T14:00:00Z');
 function run(target: string, endpoint: string, atMin: number, transport: 'udp' | 'tcp', failure: RunRecord['failure'] = null): RunRecord {
   const phase: PhaseResult = { phase: transport === 'udp' ? 'stun' : 'tcp', endpoint, transport, startedAt: 0, durationMs: 1, ok: failure === null, failure, evidence: {} };
   return {
-    schema: 1,
+    schema: 2,
     id: `${target}-${atMin}`,
     software: { name: 'callprobe', version: 't' },
     vantage: { name: 'v' },

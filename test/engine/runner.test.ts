@@ -157,7 +157,7 @@ describe('runner', () => {
 
   it('fills the result envelope', async () => {
     const run = await runOnce(specFor({ endpoint, phases: ['test-mismatch'], service: 'telegram', target: 'dc2' }));
-    expect(run).toMatchObject({ schema: 1, software: { name: 'callprobe' }, vantage: { name: 'test' }, service: 'telegram', target: 'dc2' });
+    expect(run).toMatchObject({ schema: 2, software: { name: 'callprobe' }, vantage: { name: 'test' }, service: 'telegram', target: 'dc2' });
     expect(run.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(Date.parse(run.startedAt)).toBeGreaterThan(0);
   });

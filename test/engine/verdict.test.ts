@@ -12,7 +12,7 @@ function phase(name: string, ok: boolean, failure: string | null = null, skipped
 function run(target: string, phases: PhaseResult[], at = T0, location: 'domestic' | 'foreign' = 'foreign'): RunRecord {
   const failed = phases.find((p) => !p.ok && !p.skipped);
   return {
-    schema: 1,
+    schema: 2,
     id: target,
     software: { name: 'callprobe', version: 't' },
     vantage: { name: 'v' },

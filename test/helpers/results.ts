@@ -4,7 +4,7 @@ import type { PhaseResult, ProbeResult } from '../../src/result.js';
 /** A well-formed ProbeResult for sink tests, with the fields a test cares about overridden. */
 export function result(over: Partial<ProbeResult> = {}, phases?: PhaseResult[]): ProbeResult {
   return {
-    schema: 1,
+    schema: 2,
     id: randomUUID(),
     software: { name: 'callprobe', version: '0.0.0-test' },
     vantage: { name: 'lab' },

@@ -42,6 +42,7 @@ interface Streams {
   cutoff: Record<string, number | boolean> | null;
   lastReceived: Record<string, number> | null;
   timeline: { binMs: number; bins: Array<Record<string, number>> };
+  streamStartMs?: number;
 }
 
 /**
@@ -153,8 +154,10 @@ describe('media phase on loopback', () => {
       const [s] = streamsOf(run);
       expect(s).toMatchObject({ sent: 75, received: 30, lost: 45, failure: 'stream_cutoff' });
       expect(s!.cutoff).toMatchObject({ cutoff: true, afterPackets: 30, receivedPackets: 30, tailPackets: 45, lossBefore: 0 });
-      // Packet 30 left 29 frames after the first, give or take the pacer's own measured error.
-      expect(Math.abs((s!.cutoff!.afterMs as number) - 29 * 20)).toBeLessThanOrEqual(s!.pacing.maxMs + 0.01);
+      // Packet 30 left 29 frames after the first, give or take the pacer's own measured error; the
+      // record's offsets count from the phase's start, the stream's from streamStartMs.
+      expect(Math.abs((s!.cutoff!.afterMs as number) - (s!.streamStartMs as number) - 29 * 20)).toBeLessThanOrEqual(s!.pacing.maxMs + 0.02);
+      expect(s!.timeline.bins[0]!.startMs).toBe(s!.streamStartMs);
       expect(run.phases[0]!.evidence.error).toMatch(/^rtp stream: stream_cutoff \(30\/75 back, loss 60\.0 %, silent after packet 30 \(\d+ bytes, [\d.]+ ms\)/);
     } finally {
       censor.close();

@@ -161,7 +161,8 @@ export const mediaPhase: PhaseDefinition<typeof mediaParams, 'addresses', MediaE
           }),
         ),
       );
-      const sides = runs.map((run, i) => judge(run, plans[i]!, p, { named: p.reflectors !== undefined, sweep: schedule.sweep, ipv6: address.includes(':') }));
+      const phaseStartMs = performance.now() - ctx.trace.now();
+      const sides = runs.map((run, i) => judge(run, plans[i]!, p, { named: p.reflectors !== undefined, sweep: schedule.sweep, ipv6: address.includes(':'), phaseStartMs }));
       ctx.evidence.streams = sides.map((side) => side.evidence);
       // Each service stream with the control that ran beside it, to the same destination.
       const pairs = sides.flatMap((side, i) => (plans[i]!.role === 'service' ? [{ service: side, control: plans[i + 1]?.role === 'control' ? sides[i + 1]! : null, plan: plans[i]! }] : []));

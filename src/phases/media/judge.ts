@@ -48,10 +48,15 @@ export interface JudgeOptions {
   readonly sweep?: readonly SweepStep[] | null;
   /** Over IPv6 (48 bytes of headers a packet, not 28), for the policer's own rate. */
   readonly ipv6?: boolean;
+  /** performance.now() at the phase's start: the origin of every offset in the evidence. */
+  readonly phaseStartMs?: number;
 }
 
 export function judge(run: StreamRun, plan: StreamPlan, p: MediaParams, o: JudgeOptions = {}): Judged {
   const stats = computeStreamStats(run.sent, run.received);
+  // From an offset after the stream's first send to one after the phase's start.
+  const firstSendMs = run.sent.length > 0 ? Math.min(...run.sent.map((s) => s.sendTimeMs)) : o.phaseStartMs ?? 0;
+  const at = (offsetMs: number): number => roundMs(firstSendMs - (o.phaseStartMs ?? firstSendMs) + offsetMs);
   const classified = classifyStream(stats, {
     ...opt('thresholds', p.thresholds),
     ...opt('throttle', p.throttle),
@@ -83,8 +88,12 @@ export function judge(run: StreamRun, plan: StreamPlan, p: MediaParams, o: Judge
     burstRatio: round6(stats.burstRatio),
     jitterMs: roundMs(stats.jitterMs),
     rttMs: stats.rttMs ? mapValues(stats.rttMs, roundMs) : null,
-    timeline: stats.timeline,
-    lastReceived: stats.lastReceived ? { ...stats.lastReceived, sendOffsetMs: roundMs(stats.lastReceived.sendOffsetMs), recvOffsetMs: roundMs(stats.lastReceived.recvOffsetMs) } : null,
+    // Every offset in the record counts from the phase's start (README "Records"): the statistics
+    // count from the stream's first send, `streamStartMs` after it.
+    streamStartMs: roundMs(at(0)),
+    timeline: { binMs: stats.timeline.binMs, bins: stats.timeline.bins.map((b) => ({ ...b, startMs: at(b.startMs) })) },
+    lastReceived: stats.lastReceived ? { ...stats.lastReceived, sendOffsetMs: at(stats.lastReceived.sendOffsetMs), recvOffsetMs: at(stats.lastReceived.recvOffsetMs) } : null,
+    firstLoss: stats.firstLoss ? { ...stats.firstLoss, sendOffsetMs: at(stats.firstLoss.sendOffsetMs) } : null,
     quality: quality ? { r: roundMs(quality.r), mos: roundMs(quality.mos), idd: roundMs(quality.idd), ieEff: roundMs(quality.ieEff), codec: quality.codec } : null,
     pacing: run.pacing,
     drainMs: run.drainMs,
@@ -93,8 +102,8 @@ export function judge(run: StreamRun, plan: StreamPlan, p: MediaParams, o: Judge
     ...(sweep ? { sweep: sweepEvidence(sweep) } : {}),
     failure: classification.failure,
     degradedReasons: degraded.reasons,
-    cutoff: cutoff ? mapValues(cutoff, (v) => (typeof v === 'number' ? round6(v) : v)) : null,
-    throttle: throttle ? mapValues(throttle, (v) => (typeof v === 'number' ? round6(v) : v)) : null,
+    cutoff: cutoff ? { ...mapValues(cutoff, (v) => (typeof v === 'number' ? round6(v) : v)), afterMs: at(cutoff.afterMs), lastRecvMs: at(cutoff.lastRecvMs) } : null,
+    throttle: throttle ? { ...mapValues(throttle, (v) => (typeof v === 'number' ? round6(v) : v)), fromMs: at(throttle.fromMs) } : null,
   };
   return { label: plan.shape, stats, failure: classification.failure, classification, sweep, evidence };
 }
