@@ -58,7 +58,14 @@ describe('documentation links', () => {
       REPO_ROOT,
       trackedFiles().filter((f) => !DOCUMENTS.includes(f)),
     );
+    expect(references.length).toBeGreaterThan(0);
     expect(await linkProblems(REPO_ROOT, DOCUMENTS, references)).toEqual([]);
+  });
+
+  it('no tracked file points to the design document that lives outside the repository', () => {
+    const external = ['design', 'md'].join('.');
+    const mentions = trackedFiles().filter((f) => readFileSync(join(REPO_ROOT, f), 'utf8').includes(external));
+    expect(mentions).toEqual([]);
   });
 });
 
