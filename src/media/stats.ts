@@ -1,6 +1,6 @@
 /**
  * Statistics of one call-like stream, from what was sent and what came back, and the
- * classification of the stream into the media failure codes (design.md §5, §8):
+ * classification of the stream into the media failure codes (docs/architecture.md#failure-taxonomy, docs/protocols.md#media-measurement):
  * `media_no_packets`, `stream_cutoff`, `media_throttled`, `media_degraded`.
  *
  * Pure: two lists in, numbers out. The phase records every packet it sends ({seq, sendTimeMs,

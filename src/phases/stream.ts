@@ -50,7 +50,7 @@ const REFUSAL_TEXT: Readonly<Record<StreamRefusalReason, string>> = {
 /**
  * `stream`: over the TCP or TLS connection the earlier phases opened to a callprobe reflector,
  * ask for N bytes (an authenticated request, src/reflector/protocol.ts) and watch them arrive.
- * This is how the "freeze after 15-20 KB" technique shows (design.md §5 `stream_cutoff`): the
+ * This is how the "freeze after 15-20 KB" technique shows (`stream_cutoff`, docs/architecture.md#failure-taxonomy): the
  * connection stays open, no RST, no FIN, and data simply stops. Evidence says at which byte
  * offset (`cutoffAtBytes`, counting every byte of the reply, as a censor's byte counter does) and
  * when (`cutoffAtMs` after the request) it stopped.

@@ -112,7 +112,7 @@ export const MIN_MEDIA_PACKET_LENGTH = 12 + MIN_PAYLOAD_SIZE;
 // ---------------------------------------------------------------------------------------------
 // Shape constants
 
-/** 20 ms frames, as VoIP codecs and the calls we imitate send them (design.md §8). */
+/** 20 ms frames, as VoIP codecs and the calls we imitate send them (docs/protocols.md#media-measurement). */
 export const FRAME_MS = 20;
 /** RFC 3550 §5.1 (version 2). */
 const RTP_V2 = 0x80;
@@ -125,7 +125,7 @@ const OPUS_TS_PER_FRAME = 48_000 / (1000 / FRAME_MS);
  * empty extension for speech, 320 timestamp ticks per 20 ms frame (16 kHz). Sources: wacrg.org
  * "WARP, STUN, and relay media transport" (community reverse engineering); oxidezap/whatsapp-rust
  * wacore/src/voip/rtp.rs (RTP_PAYLOAD_TYPE_WHATSAPP_AUDIO, WHATSAPP_RTP_EXTENSION_PROFILE,
- * WHATSAPP_RTP_HEADER_SIZE, its header test advancing 320 per packet); design.md §7.
+ * WHATSAPP_RTP_HEADER_SIZE, its header test advancing 320 per packet); docs/protocols.md#media-shapes.
  */
 const PT_WHATSAPP_AUDIO = 120;
 const WHATSAPP_EXTENSION_PROFILE = 0xdebe;

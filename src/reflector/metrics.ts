@@ -22,7 +22,7 @@ export const TRANSPORTS = ['udp', 'tcp', 'tls'] as const;
 export type ReflectorTransport = (typeof TRANSPORTS)[number];
 
 /**
- * The reflector's Prometheus metrics (design.md §9 conventions: `callprobe_` prefix, base units,
+ * The reflector's Prometheus metrics (docs/architecture.md#metrics conventions: `callprobe_` prefix, base units,
  * counters ending in `_total`, series created at zero, no per-source labels: sources are raw IPs).
  */
 export class ReflectorMetrics {

@@ -30,7 +30,7 @@ export interface Reflector {
 }
 
 /**
- * The media reflector (design.md §8, issue 7 part 1): researchers run it outside the censored
+ * The media reflector (docs/protocols.md#reflector-wire-format, issue 7 part 1): researchers run it outside the censored
  * network. Everything it sends is an answer to a packet authenticated with the shared key, so it
  * is neither an open relay nor an amplifier:
  * - UDP (datagram.ts): an authentic media packet is echoed byte for byte to its source, so a

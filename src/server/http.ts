@@ -42,7 +42,7 @@ const MAX_RESULTS = 1000;
 const SCANS_AT_ONCE = 2;
 const SCANS_WAITING = 16;
 
-/** /metrics, /healthz, /api/status, /api/results and the status page (design.md §10). */
+/** /metrics, /healthz, /api/status, /api/results and the status page. */
 export function createHttpServer(deps: HttpDeps): Server {
   const scans = new Limiter(SCANS_AT_ONCE);
   return createServer((req, res) => {

@@ -13,7 +13,7 @@ const SCOPES: readonly VerdictScope[] = ['service', 'foreign', 'network'];
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 /**
- * Prometheus metrics (design.md §9): a run counter plus a failure counter rather than a success
+ * Prometheus metrics (docs/architecture.md#metrics): a run counter plus a failure counter rather than a success
  * label, base units, bounded labels (catalogue names, never raw IPs), series created up front.
  */
 export class Metrics {

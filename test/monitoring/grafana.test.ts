@@ -99,7 +99,7 @@ describe('Grafana dashboard: structure', () => {
     for (const v of variables.slice(1)) expect(v).toMatchObject({ datasource: DS, includeAll: true, multi: true, allValue: '.*' });
   });
 
-  it('has the panels design.md §9 asks for, with unique ids and no overlap on the 24-column grid', () => {
+  it('has the verdict, phase, failure, media and operation panels, with unique ids and no overlap on the 24-column grid', () => {
     expect(allPanels.map((p) => p.title)).toEqual([
       'The answer',
       'Can people call? (per service and path)',

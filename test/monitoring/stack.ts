@@ -17,7 +17,7 @@ export const PROMETHEUS_DIR = join(ROOT, 'config', 'prometheus');
 export const GRAFANA_DIR = join(ROOT, 'config', 'grafana');
 const CLI = join(ROOT, 'dist', 'cli.js');
 
-/** The media gauges of design.md §9, {service,target,shape}: rules and panels use them already. */
+/** The media gauges (docs/architecture.md#metrics), {service,target,shape}: rules and panels use them already. */
 export const MEDIA_METRICS = [
   'callprobe_media_loss_ratio',
   'callprobe_media_jitter_seconds',
