@@ -69,7 +69,7 @@ function variableQuery(v: Variable): string {
 }
 
 /** Panels whose data a loopback daemon without media targets has. */
-const MEDIA_PANELS = ['Media loss', 'Media jitter', 'MOS (estimated)', 'Stream cut-offs'];
+const MEDIA_PANELS = ['Media loss', 'Media jitter', 'MOS (estimated)', 'Stream cut-offs', 'Call-path diagnosis'];
 
 describe('Grafana dashboard: structure', () => {
   it('picks its Prometheus through a `datasource` variable, never ${DS_...} inputs (they break file provisioning)', () => {
@@ -79,7 +79,7 @@ describe('Grafana dashboard: structure', () => {
   });
 
   it('every panel and every one of its targets uses ${datasource}', () => {
-    expect(queryPanels.length).toBe(18);
+    expect(queryPanels.length).toBe(20);
     for (const p of queryPanels) {
       expect(p.datasource, p.title).toEqual(DS);
       expect(p.targets?.length, p.title).toBeGreaterThan(0);
@@ -108,6 +108,7 @@ describe('Grafana dashboard: structure', () => {
       'Verdict per target',
       'Controls succeeding',
       'Blocked targets',
+      'Failure scope per target',
       'Phases',
       'Phase success (last run)',
       'Phase durations',
@@ -117,6 +118,7 @@ describe('Grafana dashboard: structure', () => {
       'Media jitter',
       'MOS (estimated)',
       'Stream cut-offs',
+      'Call-path diagnosis',
       'Operation',
       'Time since last run',
       'Time since last success',
@@ -219,7 +221,7 @@ describe('Grafana dashboard: every query against a real Prometheus scraping a re
         ran++;
       }
     }
-    expect(ran).toBe(22);
+    expect(ran).toBe(24);
   });
 
   it('panels show the loopback targets exactly: verdicts, phases, failure codes, controls, daemon', async () => {
@@ -241,6 +243,11 @@ describe('Grafana dashboard: every query against a real Prometheus scraping a re
     });
     expect(byTarget(await vector(prom!.base, panel('Controls succeeding')), 'vantage')).toEqual({ 'grafana-lab': 1 });
     expect(byTarget(await vector(prom!.base, panel('Blocked targets')), 'vantage', 'service')).toEqual({ 'grafana-lab/loop': 2 });
+    // Both blocked targets failed while the (foreign) control passed: scope service (1).
+    expect(byTarget(await vector(prom!.base, panel('Failure scope per target')), 'vantage', 'service', 'target')).toEqual({
+      'grafana-lab/loop/closed': 1,
+      'grafana-lab/loop/tampered': 1,
+    });
     // loop/tampered's tcp phase was skipped after its dns failed: it has no series.
     expect(byTarget(await vector(prom!.base, panel('Phase success (last run)')), 'id', 'phase')).toEqual({
       'grafana-lab/control/local/dns': 1,

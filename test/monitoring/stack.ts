@@ -17,8 +17,12 @@ export const PROMETHEUS_DIR = join(ROOT, 'config', 'prometheus');
 export const GRAFANA_DIR = join(ROOT, 'config', 'grafana');
 const CLI = join(ROOT, 'dist', 'cli.js');
 
-/** The media gauges (docs/architecture.md#metrics), {service,target,shape}: rules and panels use them already. */
+/**
+ * The media gauges (docs/architecture.md#metrics), {service,target,shape}, and the media
+ * diagnosis {service,target,diagnosis}: series only once a media phase ran; rules and panels use them.
+ */
 export const MEDIA_METRICS = [
+  'callprobe_media_diagnosis',
   'callprobe_media_loss_ratio',
   'callprobe_media_jitter_seconds',
   'callprobe_media_mos',
