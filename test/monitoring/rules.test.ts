@@ -7,7 +7,8 @@ import { stringify } from 'yaml';
 import { Metrics } from '../../src/sinks/metrics.js';
 import { closedPort } from '../helpers/servers.js';
 import { NsProcess } from '../lab/proc.js';
-import { MEDIA_METRICS, PROMETHEUS_DIR, loadYaml, startProcess, waitReady, waitUntil } from './stack.js';
+import { spawnHost } from '../lab/proc.js';
+import { MEDIA_METRICS, PROMETHEUS_DIR, loadYaml, waitReady, waitUntil } from './stack.js';
 
 const RULES = join(PROMETHEUS_DIR, 'callprobe.rules.yml');
 const RULE_TESTS = join(PROMETHEUS_DIR, 'callprobe.rules.test.yml');
@@ -194,7 +195,7 @@ describe.skipIf((!ALERTMANAGER || !AMTOOL_OK) && process.env.CI !== 'true')('ale
     writeFileSync(join(dir, 'alertmanager.yml'), stringify(config));
     const port = await closedPort();
     base = `http://127.0.0.1:${port}`;
-    am = startProcess(ALERTMANAGER ?? 'prometheus-alertmanager', [
+    am = spawnHost(ALERTMANAGER ?? 'prometheus-alertmanager', [
       `--config.file=${join(dir, 'alertmanager.yml')}`,
       `--storage.path=${join(dir, 'data')}`,
       `--web.listen-address=127.0.0.1:${port}`,

@@ -75,7 +75,8 @@ describe('media report', () => {
     for (let i = 0; i < 1000; i++) {
       const r = Buffer.from(rng(3));
       const mutated = Buffer.from(i % 2 ? req.bytes : reply);
-      mutated[(r[0] as number) % mutated.length] ^= 1 + ((r[1] as number) % 255);
+      const at = (r[0] as number) % mutated.length;
+      mutated[at] = (mutated[at] as number) ^ (1 + ((r[1] as number) % 255));
       expect(verifyReportRequest(mutated, KEY)).toBeNull();
       expect(['proto_mismatch', 'proto_malformed']).toContain(failureCodeOf(() => decodeReportReply(mutated, req, KEY)));
       expect(verifyReportRequest(rng((r[2] as number) % 64), KEY)).toBeNull();
