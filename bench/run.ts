@@ -1,4 +1,5 @@
 import { createLab, isRoot } from '../test/lab/index.js';
+import { benchPage, formatPage } from './page.js';
 import { benchPacing, formatPacing } from './pacing.js';
 import { DEPLOYED_ENV, DEPLOYED_NODE_OPTIONS, benchIdle, benchProbes } from './probes.js';
 import { benchStun, formatStunBench } from './stun.js';
@@ -49,6 +50,8 @@ async function main(): Promise<void> {
   }
   console.log('\nMedia sender pacing (50 packets/s, 20 concurrent streams, loopback)');
   console.log(formatPacing(await benchPacing({ streams: 20, pps: 50, seconds: Number(process.env.BENCH_PACING_S ?? 10) })));
+  console.log('\nStatus page server time: 100 targets, 7 days of records every 5 minutes (in-process, loopback HTTP, sequential requests)');
+  console.log(formatPage(await benchPage({ targets: 100, days: 7, requests: Number(process.env.BENCH_PAGE_REQUESTS ?? 200) })));
 }
 
 await main();

@@ -11,6 +11,7 @@ import { loadPlan, type Plan } from './plan/index.js';
 import type { ProbeResult } from './result.js';
 import { createHttpServer } from './server/http.js';
 import { Metrics } from './sinks/metrics.js';
+import { ownAddressFilter, type ResultFilter } from './sinks/privacy.js';
 import { RecordWriter } from './sinks/records.js';
 import { StatusBoard } from './sinks/status.js';
 
@@ -61,7 +62,12 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
     },
   }));
   const engine = new Engine(plan, log, dataDir);
-  const publish = (result: ProbeResult): void => {
+  // The one place results are made fit to show: every sink, the API and the logs get them scrubbed.
+  const privacy = (p: Plan): ResultFilter =>
+    startupStep(`the install key in ${dataDir}`, () => ownAddressFilter({ dataDir, keepOwnAddresses: p.config.records.keepOwnAddresses, phases: p.phases }));
+  let shown = privacy(plan);
+  const publish = (raw: ProbeResult): void => {
+    const result = shown(raw);
     for (const [name, sink] of [
       ['records', () => records.write(result)],
       ['metrics', () => metrics.observe(result)],
@@ -105,6 +111,7 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
         startedAt,
         log,
         health: () => ({ ok: true, detail: { targets: plan.specs.length, activeRuns: scheduler.active } }),
+        show: (r) => shown(r),
       })
     : null;
   if (server) {
@@ -119,6 +126,11 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
     address = a && typeof a === 'object' ? { host: a.address, port: a.port } : null;
     log.info({ listen: address }, 'http server listening');
   }
+  // The page's history comes from the records, read in the background while probing starts.
+  status.load(recordsDir, (r) => shown(r)).then(
+    (loaded) => log.info(loaded, 'history loaded from the records'),
+    (err: unknown) => log.error({ err }, 'reading the records for the history failed: the page starts from now'),
+  );
   scheduler.start(plan.specs);
   log.info({ targets: plan.specs.length, vantage: plan.config.vantage.name, config: configFile ?? '(embedded defaults)', seed: engine.seed }, 'callprobe started');
 
@@ -133,6 +145,7 @@ export async function startDaemon(configFile: string | null, log: Logger): Promi
         ...(next.config.http.token !== plan.config.http.token ? ['http.token'] : []),
         ...(next.config.vantage.name !== plan.config.vantage.name ? ['vantage.name'] : []),
       ];
+      if (next.config.records.keepOwnAddresses !== plan.config.records.keepOwnAddresses) shown = privacy(next);
       plan = next;
       metrics.setVantage(plan.config.vantage.name);
       engine.update(plan);

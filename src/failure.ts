@@ -1,5 +1,5 @@
 /**
- * The failure taxonomy (design.md §5) and the one mapping from Node/system errors to it.
+ * The failure taxonomy (docs/architecture.md#failure-taxonomy) and the one mapping from Node/system errors to it.
  *
  * Codes are stable forever: dashboards, alert rules and papers depend on them. Where OONI Probe
  * has a failure string for the same observation we use the same string (ooni/probe-cli

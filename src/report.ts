@@ -1,5 +1,34 @@
 import type { Plan } from './plan/index.js';
 import type { ProbeResult } from './result.js';
+import { banners, serviceAnswers, type TargetState } from './sinks/answer.js';
+import type { ProbeSpec } from './types.js';
+
+/**
+ * `callprobe once`: a line per service and path saying what works and what breaks, after a
+ * banner when the network itself is down, and a line for the controls.
+ */
+export function formatAnswers(results: readonly ProbeResult[], specs: readonly ProbeSpec[]): string {
+  const control = new Set(specs.filter((s) => s.control).map((s) => s.id));
+  const states: TargetState[] = results.map((r) => ({
+    service: r.service,
+    target: r.target,
+    control: control.has(`${r.service}/${r.target}`),
+    path: r.path,
+    location: r.location,
+    latest: r,
+    since: null,
+  }));
+  const answers = serviceAnswers(states);
+  const width = Math.max(0, ...answers.map((a) => a.title.length)) + 1;
+  const controls = states.filter((s) => s.control);
+  const working = controls.filter((s) => s.latest!.failure === null).length;
+  return [
+    ...banners(states).map((b) => `! ${b.text}`),
+    ...answers.map((a) => `${`${a.title}:`.padEnd(width)} ${a.text}`),
+    `${'Controls:'.padEnd(width)} ${working} of ${controls.length} working`,
+    '',
+  ].join('\n');
+}
 
 /** One line per result for a terminal: verdict first, then the path phase by phase. */
 export function formatResult(r: ProbeResult): string {

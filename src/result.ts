@@ -1,7 +1,14 @@
 import type { FailureCode } from './failure.js';
 import type { TargetLocation, TargetPath } from './types.js';
 
-/** Version of the record format: every JSON line carries it; a change bumps it (README "Records"). */
+/**
+ * Version of the record format: every JSON line carries it; a field that changes meaning or goes
+ * away bumps it (README "Records"). 2: every `...Ms` offset in a phase's evidence counts from the
+ * phase's start (in 1, a media stream's timeline, lastReceived and cutoff counted from its first
+ * send, that is now `streamStartMs`; the stream phase's cutoffAtMs and lastDataMs from its
+ * request; stun's attempts from the first request), and over TLS the stream phase's
+ * cutoffAtBytes counts TCP payload (in 1, decrypted bytes).
+ */
 export const RESULT_SCHEMA = 2 as const;
 
 export type Transport = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss';

@@ -100,6 +100,18 @@ export interface DestinationGuard {
 /** The per-stream gauges phases feed (sinks/metrics.ts declares them; the phase says what goes in). */
 export type PhaseGauge = 'media_loss_ratio' | 'media_jitter_seconds' | 'media_mos' | 'stream_cutoff_packets' | 'stream_cutoff_bytes';
 
+/**
+ * The per-target states phases feed: one series per possible value, 1 for the current one
+ * (sinks/metrics.ts declares them and their values).
+ */
+export type PhaseState = 'media_diagnosis';
+
+/** A state of a phase's last run; `value: null` removes the series (the phase could not say). */
+export interface StateSample {
+  state: PhaseState;
+  value: string | null;
+}
+
 /** One gauge value of a phase's last run; `value: null` removes the series (nothing was measured). */
 export interface GaugeSample {
   gauge: PhaseGauge;

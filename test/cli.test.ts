@@ -118,10 +118,52 @@ safety: { allow: [127.0.0.0/8, "::1/128", 198.18.0.0/15] }
       failedPhase: 'tcp',
       control: { target: 'local', phase: 'tcp', ok: true },
     });
+    // The socket's own address is a token of this install, the same for the same address.
+    // (A refused connect never had a local address.)
+    const local = results.filter((r) => r.failure === null).map((r) => r.phases[0]!.evidence.localAddress as string);
+    expect(local).toHaveLength(2);
+    for (const l of local) expect(l).toMatch(/^own-v4:[0-9a-f]{8}:\d+$/);
+    expect(new Set(local.map((l) => l.split(':')[1])).size).toBe(1);
   });
 
-  it('once without --json prints a table; --service limits services but keeps controls', () => {
-    const out = cli(['once', '--config', config, '--service', 'loop']);
+  it('--help on every command, with its own options and no source paths; a wrong option answers with that help', () => {
+    for (const command of ['run', 'once', 'plan', 'report', 'check-config', 'reflector', 'healthcheck']) {
+      const out = cli([command, '--help']);
+      expect({ command, status: out.status, stderr: out.stderr }).toEqual({ command, status: 0, stderr: '' });
+      expect(out.stdout.startsWith(`usage: callprobe ${command}`)).toBe(true);
+      expect(out.stdout).toContain('-h, --help');
+      expect(out.stdout).not.toMatch(/src\/|\.ts\b/);
+      expect(cli([command, '-h']).stdout).toBe(out.stdout);
+    }
+    expect(cli(['--help']).stdout).not.toMatch(/src\/|\.ts\b/);
+    const bad = cli(['reflector', '--frobnicate']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toBe(`callprobe: Unknown option '--frobnicate'\n\n${cli(['reflector', '--help']).stdout}`);
+  });
+
+  it('report reads the records: the text, JSON and CSV of the fixed records, exactly; bad options exit 2', () => {
+    const fixtures = join(ROOT, 'test', 'fixtures');
+    for (const [format, file] of [['text', 'expected.text'], ['json', 'expected.json'], ['csv', 'expected.csv']]) {
+      const out = cli(['report', '--records', join(fixtures, 'records'), '--since', '2026-11-29T00:00:00Z', '--format', format!]);
+      expect({ format, status: out.status, stderr: out.stderr }).toEqual({ format, status: 0, stderr: '' });
+      expect(out.stdout).toBe(readFileSync(join(fixtures, 'report', file!), 'utf8'));
+    }
+    const telegram = cli(['report', '--records', join(fixtures, 'records'), '--since', '2026-11-29', '--service', 'telegram', '--format', 'csv']);
+    expect(telegram.stdout.trim().split('\r\n').map((l) => l.split(',').slice(0, 2).join('/'))).toEqual(['service/target', 'telegram/dc2', 'telegram/stream']);
+    expect(cli(['report', '--format', 'xml']).stderr).toMatch(/^callprobe: --format xml: one of text, json, csv\n\nusage: callprobe report /);
+    expect(cli(['report', '--since', 'last week']).status).toBe(2);
+  });
+
+  it('once says per service what works and what breaks', () => {
+    const out = cli(['once', '--config', config]);
+    expect(out.status).toBe(1);
+    expect(out.stdout).toBe(
+      ['loop messaging: partly blocked: connecting fails: refused (connection_refused) (1 blocked, 1 ok of 2); only this service fails: other foreign destinations work', 'Controls:       1 of 1 working', ''].join('\n'),
+    );
+  });
+
+  it('once --targets prints a table; --service limits services but keeps controls', () => {
+    const out = cli(['once', '--config', config, '--service', 'loop', '--targets']);
     expect(out.status).toBe(1);
     const lines = out.stdout.trim().split('\n');
     expect(lines).toHaveLength(3);
@@ -205,6 +247,8 @@ safety: { allow: [127.0.0.0/8, "::1/128", 198.18.0.0/15] }
       const results = lines.map((l) => JSON.parse(l) as ProbeResult);
       expect(results.length).toBe(logs.filter((l) => l.msg === 'probe finished').length);
       expect(results.some((r) => r.vantage.name === 'renamed')).toBe(true);
+      // Records carry no address of the vantage's own sockets.
+      for (const r of results.filter((x) => x.failure === null)) expect(r.phases[0]!.evidence.localAddress).toMatch(/^own-v4:[0-9a-f]{8}:\d+$/);
       expect(logs.at(-1)!.msg).toBe('stopped');
     } finally {
       daemon.kill('SIGKILL');

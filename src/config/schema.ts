@@ -123,6 +123,11 @@ export const configSchema = z
         maxFileBytes: sizeAtLeast('64KiB', 'smaller files would rotate every few records').default(16 * 1024 * 1024),
         maxTotalBytes: size.default(512 * 1024 * 1024),
         queueLength: z.number().int().min(1).max(1_000_000).default(10_000),
+        /**
+         * Keep the vantage's own addresses (local, STUN-mapped, TURN-relayed) in records, the API,
+         * the page and the logs. Default false: they become per-install tokens (README "Privacy").
+         */
+        keepOwnAddresses: z.boolean().default(false),
       })
       .strict()
       .superRefine((r, ctx) => {

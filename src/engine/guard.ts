@@ -7,7 +7,7 @@ export type { GuardDecision, SafetyPolicy };
 type Purpose = GuardPurpose;
 
 /**
- * The one gate every connect, send and DNS query passes through (design.md §11).
+ * The one gate every connect, send and DNS query passes through (docs/architecture.md#safety-guard).
  *
  * Rules, in order: a `deny` entry always wins; otherwise the most specific matching prefix among
  * `allow` and the special-purpose list decides, and on equal length the explicit `allow` wins (so

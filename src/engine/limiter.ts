@@ -1,4 +1,4 @@
-/** A counting semaphore: at most `limit` runs at once across all specs (design.md §2). */
+/** A counting semaphore: at most `limit` runs at once across all specs (docs/architecture.md#data-flow). */
 export class Limiter {
   private active = 0;
   private readonly waiting: Array<() => void> = [];

@@ -1,8 +1,8 @@
 import { parseCidr, type Cidr } from '../net/cidr.js';
 
 /**
- * The one list of special-purpose ranges: the default safety deny list (design.md §11) and the
- * bogon ranges of `dns_bogon_error` (§5) are this list, so a poisoned DNS answer can never make a
+ * The one list of special-purpose ranges: the default safety deny list (docs/architecture.md#safety-guard)
+ * and the bogon ranges of `dns_bogon_error` are this list, so a poisoned DNS answer can never make a
  * volunteer's host probe its own LAN. Sources: IANA IPv4/IPv6 Special-Purpose Address Registries
  * (RFC 6890), and OONI probe-cli internal/netxlite/bogon.go for what counts as a bogon answer.
  */

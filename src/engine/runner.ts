@@ -119,6 +119,7 @@ async function runPhase(
   const ctx: PhaseContext = {
     service: spec.service,
     target: spec.target,
+    location: spec.location,
     endpoint: spec.endpoint,
     params: planned.params,
     signal: controller.signal,

@@ -1,7 +1,7 @@
 /**
  * The media sender's clock: packets go out at absolute deadlines on the monotonic clock
  * (`performance.now()`), never "every 20 ms from the last one", so errors do not accumulate into
- * drift, and the sender measures its own error (design.md §8: a measurement must show its own
+ * drift, and the sender measures its own error (docs/protocols.md#media-measurement: a measurement must show its own
  * error).
  *
  * Why not `setTimeout` alone: Node's timers have 1 ms resolution against a loop time cached at
@@ -33,7 +33,7 @@ export interface PacingReport {
   readonly p99Ms: number;
   readonly maxMs: number;
   readonly meanMs: number;
-  /** Sends more than 1 ms late: the budget design.md §8 sets for the sender's own jitter. */
+  /** Sends more than 1 ms late: the budget docs/protocols.md#media-measurement sets for the sender's own jitter. */
   readonly lateOver1Ms: number;
 }
 

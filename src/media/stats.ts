@@ -1,6 +1,6 @@
 /**
  * Statistics of one call-like stream, from what was sent and what came back, and the
- * classification of the stream into the media failure codes (design.md §5, §8):
+ * classification of the stream into the media failure codes (docs/architecture.md#failure-taxonomy, docs/protocols.md#media-measurement):
  * `media_no_packets`, `stream_cutoff`, `media_throttled`, `media_degraded`.
  *
  * Pure: two lists in, numbers out. The phase records every packet it sends ({seq, sendTimeMs,
@@ -95,6 +95,8 @@ export interface StreamStats {
   readonly rttMs: Percentiles | null;
   readonly timeline: { readonly binMs: number; readonly bins: readonly TimelineBin[] };
   readonly lastReceived: LastReceived | null;
+  /** The first packet that did not come back (lowest sequence number), null when none was lost. */
+  readonly firstLoss: { readonly seq: number; readonly sendOffsetMs: number; readonly bytesReceivedBefore: number } | null;
   /** Last send, ms after the first send. */
   readonly lastSendOffsetMs: number;
   /** First send to the later of last send and last arrival, ms. */
@@ -229,6 +231,15 @@ export function computeStreamStats(sentInput: readonly SentPacket[], receivedInp
     };
   }
 
+  const firstLost = sent.find((s) => !seen.has(s.seq));
+  const firstLoss = firstLost
+    ? {
+        seq: firstLost.seq,
+        sendOffsetMs: firstLost.sendTimeMs - startMs,
+        bytesReceivedBefore: firstCopies.reduce((n, r) => n + (r.seq < firstLost.seq ? r.size : 0), 0),
+      }
+    : null;
+
   return {
     sent: sent.length,
     received,
@@ -246,6 +257,7 @@ export function computeStreamStats(sentInput: readonly SentPacket[], receivedInp
     rttMs,
     timeline,
     lastReceived,
+    firstLoss,
     lastSendOffsetMs: sent.length === 0 ? 0 : lastSendMs - startMs,
     durationMs,
   };
@@ -371,23 +383,35 @@ export interface ThrottleResult {
   /** Over the steady bins, per second. */
   readonly sentRateBps: number;
   readonly deliveredRateBps: number;
+  /** Where the steady bins start (ms after the first send): after the bin of the first loss. */
+  readonly fromMs: number;
+  /** Bytes that came back before the first loss: a token bucket's burst, drained at line rate. */
+  readonly burstBytes: number;
 }
 
 export const DEFAULT_THROTTLE: Required<ThrottleOptions> = { maxDeliveredRatio: 0.8, maxDispersion: 0.25, minBins: 3 };
 
 /**
  * The delivered rate is capped well below the sent rate. Judged on the steady bins (not the
- * first or last, which are partial, and none after the last arrival, which belong to a
- * cut-off): delivered bytes ≤ maxDeliveredRatio of sent bytes, and the bytes delivered per bin
- * are steady (dispersion ≤ maxDispersion). The second condition is what tells a rate limiter
- * (a token bucket, in packets or in bytes, lets the same amount through every second) from
- * random loss of the same average, whose per-bin amounts vary binomially.
+ * first or last, which are partial, none after the last arrival, which belong to a cut-off, and
+ * none up to the bin of the first loss): delivered bytes ≤ maxDeliveredRatio of sent bytes, and
+ * the bytes delivered per bin are steady (dispersion ≤ maxDispersion). The second condition is
+ * what tells a rate limiter (a token bucket, in packets or in bytes, lets the same amount through
+ * every second) from random loss of the same average, whose per-bin amounts vary binomially.
+ *
+ * Before its first loss a token bucket lets its burst through at line rate, and the bin where the
+ * burst runs out carries part of it: counting those bins makes a real policer look like erratic
+ * loss. As Flach et al. (SIGCOMM 2016, USC-NSL/policing-detection) take the policing rate between
+ * the first and the last loss, the steady bins start after the bin holding the first loss; what
+ * came back before it is the burst (`burstBytes`). Under random loss the first loss comes within
+ * the first second, so this drops at most one bin.
  */
 export function detectThrottle(stats: StreamStats, opts: ThrottleOptions = {}): ThrottleResult | null {
   const o = { ...DEFAULT_THROTTLE, ...opts };
   const { binMs, bins } = stats.timeline;
   const lastArrival = stats.lastReceived?.recvOffsetMs ?? -1;
-  const steady = bins.slice(1, -1).filter((b) => b.startMs + binMs <= lastArrival);
+  const firstLossMs = stats.firstLoss?.sendOffsetMs ?? -1;
+  const steady = bins.slice(1, -1).filter((b) => b.startMs + binMs <= lastArrival && b.startMs > firstLossMs);
   if (steady.length < o.minBins) return null;
   const sentPackets = steady.reduce((n, b) => n + b.sentPackets, 0);
   const sentBytes = steady.reduce((n, b) => n + b.sentBytes, 0);
@@ -409,6 +433,8 @@ export function detectThrottle(stats: StreamStats, opts: ThrottleOptions = {}): 
     dispersion,
     sentRateBps: (8 * sentBytes) / seconds,
     deliveredRateBps: (8 * gotBytes) / seconds,
+    fromMs: steady[0]!.startMs,
+    burstBytes: stats.firstLoss?.bytesReceivedBefore ?? stats.bytesReceived,
   };
 }
 

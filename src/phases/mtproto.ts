@@ -38,7 +38,7 @@ type Params = z.infer<typeof params>;
 
 /**
  * WebSocket close code that carries a transport error as its reason, e.g. 1000 "-404"
- * (design.md §12, "WebSocket").
+ * (docs/protocols.md#mtproto-over-websocket).
  */
 const WS_NORMAL_CLOSURE = 1000;
 const DECIMAL_ERROR_CODE = /^-\d{1,10}$/;
@@ -50,7 +50,7 @@ const MAX_FINGERPRINTS_IN_EVIDENCE = 16;
  * answered by `resPQ` echoing it. That proves a Telegram DC answered, not just an open port.
  * Nothing more is sent (no DH exchange, no account).
  *
- * Over TCP (from `tcp`; DCs do not speak TLS, design.md §7, so no tls under it) any transport; over a
+ * Over TCP (from `tcp`; DCs do not speak TLS, docs/protocols.md#data-centres, so no tls under it) any transport; over a
  * WebSocket (from `websocket`) always obfuscated2, which Telegram's WebSocket endpoints require.
  * The request goes out as one write, so a censor matching the first payload sees all of it.
  */
@@ -138,7 +138,7 @@ async function readResPQ(conversation: Conversation, channel: Channel, nonce: Ui
 
 /**
  * Telegram's WebSocket endpoints report a transport error by closing with 1000 and the decimal
- * code as the reason (design.md §12): that is `proto_error`, not a plain EOF.
+ * code as the reason (docs/protocols.md#mtproto-over-websocket): that is `proto_error`, not a plain EOF.
  */
 function transportErrorInClose(err: unknown): ProbeFailure | null {
   if (!(err instanceof ProbeFailure) || err.code !== 'eof_error') return null;

@@ -58,6 +58,8 @@ export const stunPhase: PhaseDefinition<typeof params, StunTransportNeeds> = {
   path: 'calls',
   silenceAmbiguous: (p) => p.purpose === 'relay-reachability',
   needs: 'addresses',
+  // The UDP flow's or the connection's local address (kit.ts, stun-transport.ts) and what the server saw.
+  ownAddresses: ['localAddress', 'mappedAddress'],
   needsFor: needsForTransport,
   check: (p, { timeoutMs }) => scheduleProblem(p, timeoutMs),
   async run(ctx, input) {

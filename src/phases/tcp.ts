@@ -15,6 +15,7 @@ export const tcpPhase: PhaseDefinition<typeof params, 'addresses'> = {
   params,
   controlPhase: 'tcp',
   needs: 'addresses',
+  ownAddresses: ['localAddress'],
   async run(ctx, { addresses }) {
     const address = addresses[0];
     const port = ctx.params.port ?? ctx.endpoint.port;

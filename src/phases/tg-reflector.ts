@@ -52,6 +52,8 @@ export const tgReflectorPhase: PhaseDefinition<typeof params, 'addresses'> = {
   controlPhase: 'stun',
   path: 'calls',
   silenceAmbiguous: () => true,
+  // `seenAs` is where the reflector saw us: our public address.
+  ownAddresses: ['localAddress', 'seenAs'],
   needs: 'addresses',
   check: (p, { timeoutMs }) =>
     timeoutMs <= scheduleMs(p) ? `phaseTimeout ${timeoutMs} ms must exceed the hellos' schedule (${scheduleMs(p)} ms for ${p.hellos} hellos every ${p.intervalMs} ms and ${p.waitMs} ms of waiting)` : null,

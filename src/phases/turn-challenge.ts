@@ -42,6 +42,7 @@ export const turnChallengePhase: PhaseDefinition<typeof params, StunTransportNee
   controlPhase: 'stun',
   path: 'calls',
   silenceAmbiguous: () => true,
+  ownAddresses: ['localAddress'],
   needs: 'addresses',
   needsFor: needsForTransport,
   check: (p, { timeoutMs }) => scheduleProblem(p, timeoutMs),

@@ -69,6 +69,8 @@ export const turnPhase: PhaseDefinition<typeof params, StunTransportNeeds> = {
   path: 'calls',
   needs: 'addresses',
   needsFor: needsForTransport,
+  // Our socket, our public address as the server saw it, our allocation, our peer socket's public address.
+  ownAddresses: ['localAddress', 'mappedAddress', 'relayedAddress', 'peerAddress'],
   check: (p, { target, timeoutMs, settings }) => {
     const credentials = turnCredentialProblem(p, target, settings);
     if (credentials) return credentials;

@@ -3,7 +3,7 @@ import type { Logger } from '../log.js';
 import type { Connection } from '../net/connection.js';
 import type { PhaseTrace } from '../net/trace.js';
 import type { Evidence, PhaseResult, Transport } from '../result.js';
-import type { DestinationGuard, GaugeSample, PhaseSettings, TargetEndpoint, TargetPath } from '../types.js';
+import type { DestinationGuard, GaugeSample, PhaseSettings, StateSample, TargetEndpoint, TargetLocation, TargetPath } from '../types.js';
 
 export type { Connection };
 
@@ -35,6 +35,8 @@ export type PhaseOutput = { readonly addresses: readonly string[] } | { readonly
 export interface PhaseContext<P = unknown, E extends Evidence = Evidence> {
   readonly service: string;
   readonly target: string;
+  /** Where the target is (its catalogue entry): a media phase compares destinations by it. */
+  readonly location: TargetLocation;
   readonly endpoint: TargetEndpoint;
   readonly params: P;
   /** Aborted when the phase's timeout fires or the run is cancelled; phases close their sockets on it. */
@@ -103,8 +105,17 @@ export interface PhaseDefinition<S extends z.ZodType = z.ZodType, N extends Phas
    * at run time.
    */
   check?(params: z.infer<S>, planned: PlannedContext): string | null;
+  /**
+   * Where this phase's evidence holds an address of the vantage itself (our socket's local address,
+   * the address a STUN or TURN server saw us as, a relayed address of ours): paths such as
+   * `localAddress` or `relays[].mappedAddress`. sinks/privacy.ts replaces these, and the same IPs
+   * anywhere else in the record, before anything is written or shown (README "Privacy").
+   */
+  readonly ownAddresses?: readonly string[];
   /** The gauges this phase feeds from a finished result (media loss, jitter, MOS, cut-offs). */
   gauges?(result: PhaseResult & { evidence: E }): GaugeSample[];
+  /** The states this phase feeds from a finished result (the media diagnosis). */
+  states?(result: PhaseResult & { evidence: E }): StateSample[];
   run(ctx: PhaseContext<z.infer<S>, E>, input: InputFor<N>): Promise<PhaseOutput>;
 }
 

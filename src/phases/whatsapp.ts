@@ -13,7 +13,7 @@ const byte = z.number().int().min(0).max(255);
 const params = z
   .object({
     /**
-     * The connection header's two bytes after 'W' 'A' (design.md §12). Required: they live in the
+     * The connection header's two bytes after 'W' 'A' (docs/protocols.md#framing-and-the-connection-header). Required: they live in the
      * catalogue only, so a version bump at WhatsApp is a data change.
      */
     header: z.object({ magic: byte, dictVersion: byte }).strict(),

@@ -1,6 +1,7 @@
 /**
- * The probe <-> reflector media packet: a call-like datagram in one of five shapes, carrying an
- * authenticated trailer that lets the prober measure it and the reflector decide to echo it.
+ * The probe <-> reflector media packet: a call-like datagram in one of the shapes below, carrying an
+ * authenticated trailer that lets the prober measure it and the reflector decide to echo it, and
+ * the reflector's echo, which tells the prober how much of the flow reached it.
  *
  * ## Wire format (the reflector verifies exactly this)
  *
@@ -13,8 +14,8 @@
  *
  *   fields (clear) = flow id (u32 BE) | sequence (u32 BE) | send time (u64 BE, µs, the sender's
  *                    monotonic clock)
- *   tag            = HMAC-SHA256(key, "callprobe media v1" || packet[0 .. len-32] || clear fields)[0..16]
- *   mask           = HMAC-SHA256(key, "callprobe media mask v1" || tag)[0..16]
+ *   tag            = HMAC-SHA256(key, "callprobe media v2" || packet[0 .. len-32] || clear fields)[0..16]
+ *   mask           = HMAC-SHA256(key, "callprobe media mask v2" || tag)[0..16]
  *   on the wire    : packet[len-32 .. len-16] = clear fields XOR mask; packet[len-16 ..] = tag
  *
  * - The tag covers every byte before it, so the reflector echoes only packets made with the
@@ -25,11 +26,17 @@
  *   no constant or counting bytes sit at a fixed offset from the end: the flow id and sequence
  *   would otherwise be a fingerprint of callprobe that no real call carries. The mask hides
  *   nothing secret; authentication is the tag's job.
- * - The echo is the request, byte for byte: never larger, so the reflector cannot amplify.
+ * - The echo (`encodeMediaEcho`) is the request with its trailer replaced by the reflector's own:
+ *   the flow id, the sequence number, and how many packets and bytes of this flow the reflector
+ *   has received, authenticated the same way under labels of its own. The same length as the
+ *   request, so the reflector cannot amplify; the prober learns the loss of each direction.
+ * - Versions: the labels "... v1" are the requests of probers from before the echo counts; a
+ *   reflector echoes those byte for byte, as it always did, so an upgraded reflector serves old
+ *   probers. A prober of this version needs a reflector of this version (upgrade reflectors first).
  *
- * Verification (`verifyTag`): read tag, derive mask, unmask the fields, recompute the tag over
- * prefix || clear fields, compare in constant time. If that fails, invert every byte and try
- * once more: that is the `random` control shape (below). Anything else is dropped.
+ * Verification (`verifyMediaRequest`): read tag, derive mask, unmask the fields, recompute the tag
+ * over prefix || clear fields, compare in constant time, for v2 then v1. If that fails, invert
+ * every byte and try once more: that is the `random` control shape (below). Anything else is dropped.
  *
  * ## Shapes (all from flow id, seq, payload size and the RNG; per-flow constants from the flow id)
  *
@@ -38,8 +45,18 @@
  * - `whatsapp`: WhatsApp's "WARP" RTP as community reverse engineering reports it: first byte
  *   0x90 (V=2, X=1), PT 120, header extension profile 0xDEBE with an empty body (a 16-byte
  *   header), 16 kHz timestamps; then `payloadSize` bytes.
+ * - `whatsapp-stun`: WhatsApp's relay dialect of STUN as classifiers recognise it: message type
+ *   0x0800 with the magic cookie and an exact length, attribute 0x4002 (8 bytes: a millisecond
+ *   clock) and 0x4000 carrying the payload (nDPI `src/lib/protocols/stun.c` labels type
+ *   0x0800-0x0802 and attributes 0x4000-0x4004/0x4007 WhatsAppCall; the 0x0800 messages of its
+ *   capture `stun_wa_call.pcapng` carry 0x4000): 36 + roundUp4(payloadSize) bytes.
  * - `telegram`: libtgvoip reflector traffic: the 16-byte peer_tag, a 16-byte msg_key, then
  *   AES-IGE ciphertext in whole 16-byte blocks: 32 + roundUp16(payloadSize) bytes.
+ * - `telegram-reflector`: tgcalls' reflector framing, what today's apps send through a reflector
+ *   (TelegramMessenger/tgcalls `tgcalls/v2/ReflectorPort.cpp` `ReflectorPort::SendTo`): the
+ *   16-byte tag (the first 12 bytes of the call's peer_tag, then the other side's 4-byte tag),
+ *   our own 4-byte random tag, the data length (u32 BE), then the data, an RTP packet as WebRTC
+ *   sends Opus (V=2, PT 111), padded to whole 4-byte words: 36 + roundUp4(payloadSize) bytes.
  * - `stun`: a STUN-framed relay packet (TURN Send indication, RFC 8656 §11: 20-byte header
  *   with the magic cookie, XOR-PEER-ADDRESS, DATA): 36 + roundUp4(payloadSize) bytes.
  * - `random`: the control. The bitwise inverse of a service shape's packet (`controlOf`,
@@ -51,14 +68,15 @@
  * Payload sizes: `opusLikeSize` draws 60-160 bytes, i.e. 24-64 kbit/s at 20 ms frames, the
  * range RFC 7587 §3.1.1 recommends for Opus from wideband speech to fullband audio.
  */
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { malformed, mismatch } from './errors.js';
 import { encodeRtp } from './rtp.js';
+import { SEALED_FIELDS_LENGTH, SEALED_TAG_LENGTH, saturateUint32, seal, unseal, type SealLabels } from './sealed.js';
 import { buildMessage, MAGIC_COOKIE } from './stun.js';
 import { ATTR, xorPeerAddress } from './stun-attributes.js';
 import { METHOD } from './turn.js';
 
-export const SERVICE_SHAPES = ['whatsapp', 'telegram', 'rtp', 'stun'] as const;
+export const SERVICE_SHAPES = ['whatsapp', 'whatsapp-stun', 'telegram', 'telegram-reflector', 'rtp', 'stun'] as const;
 export type ServiceShape = (typeof SERVICE_SHAPES)[number];
 export const MEDIA_SHAPES = [...SERVICE_SHAPES, 'random'] as const;
 export type MediaShape = (typeof MEDIA_SHAPES)[number];
@@ -70,9 +88,9 @@ export type Rng = (n: number) => Uint8Array;
 // ---------------------------------------------------------------------------------------------
 // Trailer
 
-const FIELDS_LENGTH = 16;
+const FIELDS_LENGTH = SEALED_FIELDS_LENGTH;
 /** RFC 2104 §5: truncate to no less than half the hash output (SHA-256: 32 bytes). */
-export const TAG_LENGTH = 16;
+export const TAG_LENGTH = SEALED_TAG_LENGTH;
 export const TRAILER_LENGTH = FIELDS_LENGTH + TAG_LENGTH;
 /** RFC 2104 §3: keys shorter than the hash output (32 bytes for SHA-256) are strongly discouraged. */
 export const MIN_KEY_LENGTH = 32;
@@ -94,7 +112,7 @@ export const MIN_MEDIA_PACKET_LENGTH = 12 + MIN_PAYLOAD_SIZE;
 // ---------------------------------------------------------------------------------------------
 // Shape constants
 
-/** 20 ms frames, as VoIP codecs and the calls we imitate send them (design.md §8). */
+/** 20 ms frames, as VoIP codecs and the calls we imitate send them (docs/protocols.md#media-measurement). */
 export const FRAME_MS = 20;
 /** RFC 3550 §5.1 (version 2). */
 const RTP_V2 = 0x80;
@@ -107,7 +125,7 @@ const OPUS_TS_PER_FRAME = 48_000 / (1000 / FRAME_MS);
  * empty extension for speech, 320 timestamp ticks per 20 ms frame (16 kHz). Sources: wacrg.org
  * "WARP, STUN, and relay media transport" (community reverse engineering); oxidezap/whatsapp-rust
  * wacore/src/voip/rtp.rs (RTP_PAYLOAD_TYPE_WHATSAPP_AUDIO, WHATSAPP_RTP_EXTENSION_PROFILE,
- * WHATSAPP_RTP_HEADER_SIZE, its header test advancing 320 per packet); design.md §7.
+ * WHATSAPP_RTP_HEADER_SIZE, its header test advancing 320 per packet); docs/protocols.md#media-shapes.
  */
 const PT_WHATSAPP_AUDIO = 120;
 const WHATSAPP_EXTENSION_PROFILE = 0xdebe;
@@ -123,6 +141,19 @@ const TG_MSG_KEY_LENGTH = 16;
 const AES_BLOCK = 16;
 /** RFC 8489 §5: header; RFC 8656 §18.3: XOR-PEER-ADDRESS (IPv4) is 4 + 8 bytes; DATA header 4. */
 const STUN_OVERHEAD = 20 + 12 + 4;
+/**
+ * WhatsApp's relay STUN: message type 0x0800 (method 0x200, class request), the attributes nDPI
+ * treats as WhatsApp's, 0x4002 with 8 bytes (in nDPI's captures its value reads as a millisecond
+ * epoch time) and 0x4000 (in the captures a 102- or 150-byte token; ours carries the payload).
+ */
+const WA_STUN_METHOD = 0x200;
+const WA_STUN_TYPE = 0x0800;
+const WA_ATTR_PAYLOAD = 0x4000;
+const WA_ATTR_CLOCK = 0x4002;
+const WA_STUN_OVERHEAD = 20 + (4 + 8) + 4;
+/** tgcalls reflector data: tag (16) + sender tag (4) + length (4), then an RTP header (12). */
+const TG_REFLECTOR_HEADER = TG_PEER_TAG_LENGTH + 4 + 4;
+const TG_REFLECTOR_OVERHEAD = TG_REFLECTOR_HEADER + 12;
 
 // ---------------------------------------------------------------------------------------------
 // Randomness
@@ -191,6 +222,11 @@ export interface FlowConstants {
   readonly peerTag: Buffer;
   /** The STUN shape's XOR-PEER-ADDRESS; the reflector never interprets it. */
   readonly stunPeer: { readonly family: 'IPv4'; readonly address: string; readonly port: number };
+  /** tgcalls: the other side's tag (the last 4 bytes of the target tag) and our own random tag. */
+  readonly reflectorPeerTag: Buffer;
+  readonly reflectorSenderTag: Buffer;
+  /** whatsapp-stun: where its millisecond clock starts (a per-flow point in 2020-2033, never the real time). */
+  readonly waClockBaseMs: number;
 }
 
 /**
@@ -213,8 +249,22 @@ export function flowConstants(flowId: number): FlowConstants {
       address: `${((h[22] as number) % 223) + 1}.${h[23]}.${h[24]}.${h[25]}`,
       port: 1024 + (h.readUInt16BE(26) % (65536 - 1024)),
     },
+    // A second hash for the constants of the shapes added later, so the first ones keep their values.
+    ...extraFlowConstants(id),
   };
 }
+
+function extraFlowConstants(id: Buffer): Pick<FlowConstants, 'reflectorPeerTag' | 'reflectorSenderTag' | 'waClockBaseMs'> {
+  const h = createHash('sha256').update('callprobe flow extra v1').update(id).digest();
+  return {
+    reflectorPeerTag: Buffer.from(h.subarray(0, 4)),
+    reflectorSenderTag: Buffer.from(h.subarray(4, 8)),
+    waClockBaseMs: WA_CLOCK_FROM_MS + h.readUInt32BE(8) * 100,
+  };
+}
+
+/** 2020-01-01T00:00:00Z; 2^32 steps of 100 ms reach into 2033. */
+const WA_CLOCK_FROM_MS = 1_577_836_800_000;
 
 // ---------------------------------------------------------------------------------------------
 // Encoding
@@ -242,8 +292,12 @@ export function mediaPacketLength(shape: MediaShape, payloadSize: number, contro
       return 12 + payloadSize;
     case 'whatsapp':
       return 16 + payloadSize;
+    case 'whatsapp-stun':
+      return WA_STUN_OVERHEAD + roundUp(payloadSize, 4);
     case 'telegram':
       return TG_PEER_TAG_LENGTH + TG_MSG_KEY_LENGTH + roundUp(payloadSize, AES_BLOCK);
+    case 'telegram-reflector':
+      return TG_REFLECTOR_OVERHEAD + roundUp(payloadSize, 4);
     case 'stun':
       return STUN_OVERHEAD + roundUp(payloadSize, 4);
   }
@@ -293,9 +347,39 @@ function buildShape(shape: ServiceShape, flow: FlowConstants, seq: number, paylo
         },
         payload(payloadSize),
       );
+    case 'whatsapp-stun': {
+      const clock = Buffer.alloc(8);
+      clock.writeBigUInt64BE(BigInt(flow.waClockBaseMs + seq * FRAME_MS));
+      // The payload is whole 4-byte words: no padding, so the trailer ends the message.
+      return buildMessage({
+        method: WA_STUN_METHOD,
+        class: 'request',
+        transactionId: Buffer.from(rng(12)),
+        attributes: [
+          { type: WA_ATTR_CLOCK, value: clock },
+          { type: WA_ATTR_PAYLOAD, value: payload(roundUp(payloadSize, 4)) },
+        ],
+      });
+    }
     case 'telegram': {
       const msgKey = Buffer.from(rng(TG_MSG_KEY_LENGTH));
       return Buffer.concat([flow.peerTag, msgKey, payload(roundUp(payloadSize, AES_BLOCK))]);
+    }
+    case 'telegram-reflector': {
+      const rtp = encodeRtp(
+        {
+          marker: seq === 0,
+          payloadType: PT_WEBRTC_OPUS,
+          sequenceNumber: (flow.rtpSequenceBase + seq) % 0x10000,
+          timestamp: (flow.rtpTimestampBase + ((seq * OPUS_TS_PER_FRAME) % 2 ** 32)) % 2 ** 32,
+          ssrc: flow.ssrc,
+        },
+        payload(roundUp(payloadSize, 4)),
+      );
+      const length = Buffer.alloc(4);
+      length.writeUInt32BE(rtp.length);
+      // The data is whole words already, so tgcalls' zero padding adds nothing and the trailer ends the packet.
+      return Buffer.concat([flow.peerTag.subarray(0, 12), flow.reflectorPeerTag, flow.reflectorSenderTag, length, rtp]);
     }
     case 'stun': {
       const transactionId = Buffer.from(rng(12));
@@ -310,46 +394,36 @@ function buildShape(shape: ServiceShape, flow: FlowConstants, seq: number, paylo
   }
 }
 
-function sealTrailer(pkt: Buffer, key: Uint8Array, flowId: number, seq: number, sendTimeUs: number): void {
+/**
+ * The HMAC labels of each kind of trailer. A request's labels say what its sender wants back:
+ * v1 (probers before the echo counts) is echoed byte for byte, v2 gets the echo trailer; the echo
+ * has labels of its own, so a request can never pass for an echo or the other way round.
+ */
+const REQUEST_V1: SealLabels = { tag: Buffer.from('callprobe media v1'), mask: Buffer.from('callprobe media mask v1') };
+const REQUEST_V2: SealLabels = { tag: Buffer.from('callprobe media v2'), mask: Buffer.from('callprobe media mask v2') };
+const ECHO: SealLabels = { tag: Buffer.from('callprobe media echo v1'), mask: Buffer.from('callprobe media echo mask v1') };
+
+/** Writes `clear` (16 bytes) as the trailer of `pkt`, sealed over everything before it (./sealed.ts). */
+function sealInto(pkt: Buffer, key: Uint8Array, labels: SealLabels, clear: Buffer): void {
   const fieldsAt = pkt.length - TRAILER_LENGTH;
-  const tagAt = pkt.length - TAG_LENGTH;
-  pkt.writeUInt32BE(flowId, fieldsAt);
-  pkt.writeUInt32BE(seq, fieldsAt + 4);
-  pkt.writeBigUInt64BE(BigInt(sendTimeUs), fieldsAt + 8);
-  const tag = computeTag(key, pkt.subarray(0, fieldsAt), pkt.subarray(fieldsAt, tagAt));
-  tag.copy(pkt, tagAt);
-  const mask = computeMask(key, tag);
-  for (let i = 0; i < FIELDS_LENGTH; i++) pkt[fieldsAt + i] = (pkt[fieldsAt + i] as number) ^ (mask[i] as number);
+  seal(key, labels, pkt.subarray(0, fieldsAt), clear).wire.copy(pkt, fieldsAt);
 }
 
-function computeTag(key: Uint8Array, prefix: Uint8Array, clearFields: Uint8Array): Buffer {
-  return createHmac('sha256', key).update(TAG_LABEL).update(prefix).update(clearFields).digest().subarray(0, TAG_LENGTH);
-}
-
-function computeMask(key: Uint8Array, tag: Uint8Array): Buffer {
-  return createHmac('sha256', key).update(MASK_LABEL).update(tag).digest().subarray(0, FIELDS_LENGTH);
+function sealTrailer(pkt: Buffer, key: Uint8Array, flowId: number, seq: number, sendTimeUs: number): void {
+  const clear = Buffer.alloc(FIELDS_LENGTH);
+  clear.writeUInt32BE(flowId, 0);
+  clear.writeUInt32BE(seq, 4);
+  clear.writeBigUInt64BE(BigInt(sendTimeUs), 8);
+  sealInto(pkt, key, REQUEST_V2, clear);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Verification and decoding
 
-interface OpenedFields {
-  flowId: number;
-  seq: number;
-  sendTimeUs: number;
-}
-
-/** Check one polarity; returns the clear fields or null. Never throws. */
-function open(buf: Buffer, key: Uint8Array): OpenedFields | null {
+/** Checks one polarity under one kind of trailer; returns the 16 clear field bytes or null. Never throws. */
+function open(buf: Buffer, key: Uint8Array, labels: SealLabels): Buffer | null {
   const fieldsAt = buf.length - TRAILER_LENGTH;
-  const tagAt = buf.length - TAG_LENGTH;
-  const tag = buf.subarray(tagAt);
-  const mask = computeMask(key, tag);
-  const clear = Buffer.alloc(FIELDS_LENGTH);
-  for (let i = 0; i < FIELDS_LENGTH; i++) clear[i] = (buf[fieldsAt + i] as number) ^ (mask[i] as number);
-  const expected = computeTag(key, buf.subarray(0, fieldsAt), clear);
-  if (!timingSafeEqual(expected, tag)) return null;
-  return { flowId: clear.readUInt32BE(0), seq: clear.readUInt32BE(4), sendTimeUs: Number(clear.readBigUInt64BE(8)) };
+  return unseal(key, labels, buf.subarray(0, fieldsAt), buf.subarray(fieldsAt))?.fields ?? null;
 }
 
 function inverted(buf: Uint8Array): Buffer {
@@ -368,18 +442,44 @@ function asBuffer(input: Uint8Array): Buffer {
 
 const lengthOk = (n: number): boolean => n >= MIN_MEDIA_PACKET_LENGTH && n <= MAX_MEDIA_PACKET_LENGTH;
 
+/** Which request version a packet is: v1 is echoed verbatim, v2 with the reflector's counts. */
+export type MediaRequestVersion = 1 | 2;
+
+export interface VerifiedMediaRequest {
+  readonly polarity: MediaPolarity;
+  readonly version: MediaRequestVersion;
+  /** The packet un-inverted (for `inverted`, a copy; else the input itself). */
+  readonly plain: Buffer;
+  readonly flowId: number;
+  readonly seq: number;
+  readonly sendTimeUs: number;
+}
+
 /**
- * Is this an authentic probe packet? 'plain' for a service shape, 'inverted' for the `random`
- * control, null otherwise (wrong key, tampered, truncated, not ours). What the reflector calls
- * before echoing; it never throws on wire input.
+ * Is this an authentic probe packet, and which? Both polarities (the `random` control arrives
+ * inverted) and both request versions; null for anything else (wrong key, tampered, truncated,
+ * not ours, an echo). Never throws on wire input.
  */
-export function verifyTag(input: Uint8Array, key: Uint8Array): MediaPolarity | null {
+export function verifyMediaRequest(input: Uint8Array, key: Uint8Array): VerifiedMediaRequest | null {
   checkKey(key);
   if (!lengthOk(input.length)) return null;
   const buf = asBuffer(input);
-  if (open(buf, key)) return 'plain';
-  if (open(inverted(buf), key)) return 'inverted';
+  for (const polarity of ['plain', 'inverted'] as const) {
+    const plain = polarity === 'plain' ? buf : inverted(buf);
+    for (const [version, labels] of [[2, REQUEST_V2], [1, REQUEST_V1]] as const) {
+      const clear = open(plain, key, labels);
+      if (clear) return { polarity, version, plain, flowId: clear.readUInt32BE(0), seq: clear.readUInt32BE(4), sendTimeUs: Number(clear.readBigUInt64BE(8)) };
+    }
+  }
   return null;
+}
+
+/**
+ * Is this an authentic probe packet? 'plain' for a service shape, 'inverted' for the `random`
+ * control, null otherwise (wrong key, tampered, truncated, not ours). It never throws on wire input.
+ */
+export function verifyTag(input: Uint8Array, key: Uint8Array): MediaPolarity | null {
+  return verifyMediaRequest(input, key)?.polarity ?? null;
 }
 
 export interface DecodedMediaPacket {
@@ -391,6 +491,7 @@ export interface DecodedMediaPacket {
   /** For `random`: the service shape that was inverted; null otherwise. */
   readonly controlOf: ServiceShape | null;
   readonly polarity: MediaPolarity;
+  readonly version: MediaRequestVersion;
   readonly length: number;
 }
 
@@ -403,24 +504,79 @@ export function decodeMediaPacket(input: Uint8Array, key: Uint8Array): DecodedMe
   if (!lengthOk(input.length)) {
     throw malformed(`media packet length ${input.length} outside ${MIN_MEDIA_PACKET_LENGTH}..${MAX_MEDIA_PACKET_LENGTH}`, { length: input.length });
   }
-  const buf = asBuffer(input);
-  let fields = open(buf, key);
-  let plain: Buffer = buf;
-  let polarity: MediaPolarity = 'plain';
-  if (!fields) {
-    plain = inverted(buf);
-    fields = open(plain, key);
-    polarity = 'inverted';
-  }
-  if (!fields) throw mismatch('media packet tag does not verify under our key', { length: buf.length });
+  const v = verifyMediaRequest(input, key);
+  if (!v) throw mismatch('media packet tag does not verify under our key', { length: input.length });
+  return { ...describePacket(v.plain, v.polarity), flowId: v.flowId, seq: v.seq, sendTimeUs: v.sendTimeUs, version: v.version };
+}
+
+function describePacket(plain: Buffer, polarity: MediaPolarity): Pick<DecodedMediaPacket, 'shape' | 'controlOf' | 'polarity' | 'length'> {
   const base = detectShape(plain);
-  return {
-    ...fields,
-    shape: polarity === 'inverted' ? 'random' : base,
-    controlOf: polarity === 'inverted' ? base : null,
-    polarity,
-    length: buf.length,
-  };
+  return { shape: polarity === 'inverted' ? 'random' : base, controlOf: polarity === 'inverted' ? base : null, polarity, length: plain.length };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The echo (v2 requests)
+
+/** What the reflector had received of the echoed packet's flow when it echoed it (that packet included). */
+export interface ReceiveCounts {
+  readonly packets: number;
+  readonly bytes: number;
+}
+
+/**
+ * The reflector's echo of a v2 request: the request's bytes before its trailer, unchanged (the
+ * shape goes back the way it came), then an echo trailer of the same 32 bytes:
+ *
+ *   fields (clear) = flow id (u32) | sequence (u32) | packets received (u32) | bytes received (u32)
+ *   tag, mask      = as the request's, under the labels "callprobe media echo v1" and
+ *                    "callprobe media echo mask v1"
+ *
+ * inverted as a whole when the request came inverted. The same length as the request: the
+ * reflector still never amplifies. Counts saturate at 2^32 - 1.
+ */
+export function encodeMediaEcho(request: VerifiedMediaRequest, key: Uint8Array, counts: ReceiveCounts): Buffer {
+  checkKey(key);
+  const echo = Buffer.from(request.plain);
+  const clear = Buffer.alloc(FIELDS_LENGTH);
+  clear.writeUInt32BE(request.flowId, 0);
+  clear.writeUInt32BE(request.seq, 4);
+  clear.writeUInt32BE(saturateUint32(counts.packets), 8);
+  clear.writeUInt32BE(saturateUint32(counts.bytes), 12);
+  sealInto(echo, key, ECHO, clear);
+  if (request.polarity === 'inverted') invertInPlace(echo);
+  return echo;
+}
+
+export interface DecodedMediaEcho extends Pick<DecodedMediaPacket, 'shape' | 'controlOf' | 'polarity' | 'length'> {
+  readonly flowId: number;
+  readonly seq: number;
+  /** The reflector's counts of this flow when it echoed this packet. */
+  readonly received: ReceiveCounts;
+}
+
+/**
+ * Authenticate and read an echo. `proto_malformed` for a length none of ours has, `proto_mismatch`
+ * for anything that is not an echo under `key` (a request sent back verbatim included).
+ */
+export function decodeMediaEcho(input: Uint8Array, key: Uint8Array): DecodedMediaEcho {
+  checkKey(key);
+  if (!lengthOk(input.length)) {
+    throw malformed(`media echo length ${input.length} outside ${MIN_MEDIA_PACKET_LENGTH}..${MAX_MEDIA_PACKET_LENGTH}`, { length: input.length });
+  }
+  const buf = asBuffer(input);
+  for (const polarity of ['plain', 'inverted'] as const) {
+    const plain = polarity === 'plain' ? buf : inverted(buf);
+    const clear = open(plain, key, ECHO);
+    if (clear) {
+      return {
+        ...describePacket(plain, polarity),
+        flowId: clear.readUInt32BE(0),
+        seq: clear.readUInt32BE(4),
+        received: { packets: clear.readUInt32BE(8), bytes: clear.readUInt32BE(12) },
+      };
+    }
+  }
+  throw mismatch('media echo tag does not verify under our key', { length: buf.length });
 }
 
 /**
@@ -433,7 +589,11 @@ function detectShape(p: Buffer): ServiceShape {
   if (b0 === (RTP_V2 | 0x10) && pt === PT_WHATSAPP_AUDIO && p.length >= 16 && p.readUInt16BE(12) === WHATSAPP_EXTENSION_PROFILE) return 'whatsapp';
   if ((b0 & 0xc0) === RTP_V2 && pt === PT_WEBRTC_OPUS) return 'rtp';
   // RFC 8489 §5: the two top bits of a STUN message are zero, and the cookie follows the length.
-  if ((b0 & 0xc0) === 0 && p.readUInt32BE(4) === MAGIC_COOKIE) return 'stun';
+  if ((b0 & 0xc0) === 0 && p.readUInt32BE(4) === MAGIC_COOKIE) return p.readUInt16BE(0) === WA_STUN_TYPE ? 'whatsapp-stun' : 'stun';
+  // tgcalls: the length field after the two tags counts the rest, an RTP packet.
+  if (p.length >= TG_REFLECTOR_OVERHEAD && p.readUInt32BE(TG_REFLECTOR_HEADER - 4) === p.length - TG_REFLECTOR_HEADER && ((p[TG_REFLECTOR_HEADER] as number) & 0xc0) === RTP_V2) {
+    return 'telegram-reflector';
+  }
   return 'telegram';
 }
 

@@ -6,7 +6,7 @@
  *
  * Sources: Noise spec rev. 34 §5.1-5.2 (CipherState, SymmetricState), §12.6 (AESGCM nonce),
  * §12.8 (SHA256); whatsmeow `socket/noisehandshake.go` and `handshake.go`; Baileys
- * `src/Utils/noise-handler.ts`. design.md §12 has the byte layout.
+ * `src/Utils/noise-handler.ts`. docs/protocols.md#the-first-round-trip has the byte layout.
  *
  * WhatsApp's deviation from Noise_XX: the first message's empty payload is not hashed (the spec's
  * EncryptAndHash of an empty payload with no key would be MixHash("")); everything else is

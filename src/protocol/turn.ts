@@ -161,7 +161,7 @@ const MAPPED_TO_NOTHING = /[\u00AD\u034F\u1806\u180B-\u180D\u200B-\u200D\u2060\u
 const NON_ASCII_SPACE = /[\u00A0\u1680\u2000-\u200A\u202F\u205F\u3000]/gu;
 
 // ---------------------------------------------------------------------------------------------
-// Error responses -> failure taxonomy (design.md §5)
+// Error responses -> failure taxonomy (docs/architecture.md#failure-taxonomy)
 
 /**
  * The failure code for a TURN error response. 401 is the normal first challenge (RFC 8656

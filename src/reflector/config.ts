@@ -57,6 +57,8 @@ export const reflectorConfigSchema = z
         streamMaxBytes: size.default(DEFAULT_STREAM_MAX_BYTES),
         /** Sources (IPv4 addresses, IPv6 /64s) with rate-limit state; when full the least recently used is forgotten. */
         maxSources: z.number().int().min(1).default(10_000),
+        /** Media flows whose receive counts are kept for their echoes and reports; when full the least recently used is forgotten. */
+        maxFlows: z.number().int().min(1).default(10_000),
         /** Packets from sources not yet known to hold the key, all sources together, checked per second. */
         unauthenticatedPacketsPerSecond: z.number().positive().default(2000),
         unauthenticatedBurst: z.number().int().min(1).default(2000),

@@ -17,6 +17,7 @@
  */
 import { isIP } from 'node:net';
 import { normalizeAddress } from '../net/cidr.js';
+import { IdleMap } from './idle-map.js';
 
 /** A token bucket (RFC 2697's single-rate idea): `ratePerSecond` tokens a second, at most `burst` saved. */
 export class TokenBucket {
@@ -99,16 +100,16 @@ export interface SourceState {
 export type Admission = 'ok' | 'rate_limited' | 'unauthenticated_limited' | 'bad_tag';
 
 export class SourceTable {
-  /** In least- to most-recently-used order: a Map iterates in insertion order, and `touch` re-inserts. */
-  private readonly sources = new Map<string, SourceState>();
+  private readonly sources: IdleMap<SourceState>;
   private readonly unauthenticated: TokenBucket;
 
   /** `onEvict` hears of each source forgotten to make room (not for idling): the table is too small or under attack. */
   constructor(
     private readonly limits: SourceLimits,
-    private readonly onEvict: (source: string) => void = () => {},
+    onEvict: (source: string) => void = () => {},
     nowMs = performance.now(),
   ) {
+    this.sources = new IdleMap(limits.idleMs, limits.maxSources, onEvict);
     this.unauthenticated = new TokenBucket(limits.unauthenticatedPacketsPerSecond, limits.unauthenticatedBurst, nowMs);
   }
 
@@ -134,44 +135,26 @@ export class SourceTable {
 
   /** The state of a known source (marking it used), or undefined. */
   touch(source: string, nowMs: number): SourceState | undefined {
-    const s = this.sources.get(source);
-    if (!s) return undefined;
-    this.sources.delete(source);
-    this.sources.set(source, s);
-    s.lastSeenMs = nowMs;
-    return s;
+    return this.sources.touch(source, nowMs);
   }
 
   /** Forgets sources idle longer than idleMs; returns how many. */
   expire(nowMs: number): number {
-    let n = 0;
-    for (const [key, s] of this.sources) {
-      // Least recently used first: the first one still fresh ends the sweep.
-      if (nowMs - s.lastSeenMs <= this.limits.idleMs) break;
-      this.sources.delete(key);
-      n++;
-    }
-    return n;
+    return this.sources.expire(nowMs);
   }
 
   private create(source: string, nowMs: number): SourceState {
-    if (this.sources.size >= this.limits.maxSources) {
-      this.expire(nowMs);
-      if (this.sources.size >= this.limits.maxSources) {
-        const oldest = this.sources.keys().next().value as string;
-        this.sources.delete(oldest);
-        this.onEvict(oldest);
-      }
-    }
     const l = this.limits;
-    const s: SourceState = {
-      packets: new TokenBucket(l.packetsPerSecond, l.packetBurst, nowMs),
-      bytes: new TokenBucket(l.bytesPerSecond, l.byteBurst, nowMs),
-      streams: new TokenBucket(l.streamsPerMinute / 60, Math.max(1, l.streamsPerMinute), nowMs),
-      lastSeenMs: nowMs,
-    };
-    this.sources.set(source, s);
-    return s;
+    return this.sources.add(
+      source,
+      {
+        packets: new TokenBucket(l.packetsPerSecond, l.packetBurst, nowMs),
+        bytes: new TokenBucket(l.bytesPerSecond, l.byteBurst, nowMs),
+        streams: new TokenBucket(l.streamsPerMinute / 60, Math.max(1, l.streamsPerMinute), nowMs),
+        lastSeenMs: nowMs,
+      },
+      nowMs,
+    );
   }
 }
 

@@ -4,9 +4,10 @@ import { VERSION } from '../version.js';
 
 /**
  * What happened to a packet or frame the reflector received (limits.ts `Admission`, plus):
- * `bad_source` is a UDP datagram from source port 0, which no reply can reach.
+ * `bad_source` is a UDP datagram from source port 0, which no reply can reach; `report` a UDP
+ * report request answered (src/protocol/media-report.ts).
  */
-export const PACKET_RESULTS = ['echoed', 'bad_tag', 'rate_limited', 'unauthenticated_limited', 'bad_source'] as const;
+export const PACKET_RESULTS = ['echoed', 'report', 'bad_tag', 'rate_limited', 'unauthenticated_limited', 'bad_source'] as const;
 export type PacketResult = (typeof PACKET_RESULTS)[number];
 /**
  * Why the reflector closed a connection itself: `idle` (idleTimeout), `backlog` (the peer does
@@ -21,7 +22,7 @@ export const TRANSPORTS = ['udp', 'tcp', 'tls'] as const;
 export type ReflectorTransport = (typeof TRANSPORTS)[number];
 
 /**
- * The reflector's Prometheus metrics (design.md §9 conventions: `callprobe_` prefix, base units,
+ * The reflector's Prometheus metrics (docs/architecture.md#metrics conventions: `callprobe_` prefix, base units,
  * counters ending in `_total`, series created at zero, no per-source labels: sources are raw IPs).
  */
 export class ReflectorMetrics {
@@ -89,8 +90,8 @@ export class ReflectorMetrics {
       .set(1);
     for (const t of TRANSPORTS) {
       for (const r of PACKET_RESULTS) {
-        // Source port 0 is a UDP thing: a TCP peer always has a port.
-        if (t === 'udp' || r !== 'bad_source') this.packets.labels(t, r).inc(0);
+        // Source port 0 and reports are UDP things: a TCP peer always has a port, and asks no reports.
+        if (t === 'udp' || (r !== 'bad_source' && r !== 'report')) this.packets.labels(t, r).inc(0);
       }
       for (const d of ['in', 'out']) this.bytes.labels(t, d).inc(0);
       this.sendErrors.labels(t).inc(0);

@@ -9,6 +9,7 @@ import type { Logger } from '../log.js';
 import type { ReflectorConfig } from './config.js';
 import { serveConnection } from './connection.js';
 import { datagramHandler } from './datagram.js';
+import { FlowTable } from './flows.js';
 import { parseMediaKey } from '../config/media-key.js';
 import { ConnectionLimits, SourceTable, sourceKey } from './limits.js';
 import { ReflectorMetrics, metricsServer } from './metrics.js';
@@ -29,7 +30,7 @@ export interface Reflector {
 }
 
 /**
- * The media reflector (design.md §8, issue 7 part 1): researchers run it outside the censored
+ * The media reflector (docs/protocols.md#reflector-wire-format, issue 7 part 1): researchers run it outside the censored
  * network. Everything it sends is an answer to a packet authenticated with the shared key, so it
  * is neither an open relay nor an amplifier:
  * - UDP (datagram.ts): an authentic media packet is echoed byte for byte to its source, so a
@@ -54,6 +55,8 @@ export async function startReflector(config: ReflectorConfig, log: Logger): Prom
   const metrics = new ReflectorMetrics();
   const contain = containErrors(metrics, log);
   const table = new SourceTable({ ...limits, idleMs: limits.idleTimeout }, () => metrics.sourceEvictions.inc());
+  // A flow is remembered for its report a while after its stream ended: the prober asks after a drain of at most seconds.
+  const flows = new FlowTable({ maxFlows: limits.maxFlows, idleMs: Math.max(limits.idleTimeout, 60_000) });
   const connectionLimits = new ConnectionLimits(limits.maxConnections, limits.maxConnectionsPerSource);
   const udpSockets: UdpSocket[] = [];
   const servers: Server[] = [];
@@ -89,7 +92,7 @@ export async function startReflector(config: ReflectorConfig, log: Logger): Prom
     for (const text of config.listen.udp) {
       const { host, port } = parseHostPort(text, 0)!;
       const sock = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' });
-      sock.on('message', contain(datagramHandler(sock, { key, table, metrics })));
+      sock.on('message', contain(datagramHandler(sock, { key, table, flows, metrics })));
       sock.on('error', (err) => log.warn({ err: err.message }, 'udp socket error'));
       sock.bind(port, host);
       await once(sock, 'listening');
@@ -147,6 +150,7 @@ export async function startReflector(config: ReflectorConfig, log: Logger): Prom
     const sweeper = setInterval(
       contain(() => {
         table.expire(performance.now());
+        flows.expire(performance.now());
         metrics.sources.set(table.size);
       }),
       Math.max(1000, Math.min(limits.idleTimeout / 2, 30_000)),

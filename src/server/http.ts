@@ -7,7 +7,12 @@ import { readRecords } from '../sinks/records.js';
 import type { StatusBoard } from '../sinks/status.js';
 import { VERSION } from '../version.js';
 import { isLoopbackHost } from '../net/cidr.js';
-import { renderStatusPage } from './page.js';
+import { banners, serviceAnswers } from '../sinks/answer.js';
+import { WINDOWS } from '../sinks/history.js';
+import type { ResultFilter } from '../sinks/privacy.js';
+import { assets } from './assets.js';
+import { renderStatusPage, type PageContext } from './page.js';
+import { renderTargetPage } from './target-page.js';
 
 export interface HttpDeps {
   registry: Registry;
@@ -18,7 +23,15 @@ export interface HttpDeps {
   startedAt: string;
   log: Logger;
   health(): { ok: boolean; detail: Record<string, unknown> };
+  /** What records read back go through before they are served (the privacy filter: older records may predate it). */
+  show?: ResultFilter;
 }
+
+/**
+ * The pages load nothing but the daemon's own files: no inline script or style, no other origin,
+ * no framing (a catalogue or evidence string can never become code on the page).
+ */
+const PAGE_POLICY = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 const MAX_RESULTS = 1000;
 /**
@@ -29,7 +42,7 @@ const MAX_RESULTS = 1000;
 const SCANS_AT_ONCE = 2;
 const SCANS_WAITING = 16;
 
-/** /metrics, /healthz, /api/status, /api/results and the status page (design.md §10). */
+/** /metrics, /healthz, /api/status, /api/results and the status page. */
 export function createHttpServer(deps: HttpDeps): Server {
   const scans = new Limiter(SCANS_AT_ONCE);
   return createServer((req, res) => {
@@ -78,18 +91,50 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: HttpDeps,
         res.setHeader('Retry-After', '5');
         return json(res, 503, { error: 'too many /api/results requests at once: retry later' });
       }
-      return json(res, 200, await scans.run(() => readRecords(deps.recordsDir, { limit, ...(since ? { since } : {}) })));
+      const results = await scans.run(() => readRecords(deps.recordsDir, { limit, ...(since ? { since } : {}) }));
+      return json(res, 200, deps.show ? results.map(deps.show) : results);
+    }
+    case '/api/summary': {
+      const states = deps.status.states();
+      const now = Date.now();
+      const ids = (service: string, path: string): string[] =>
+        deps.status.list().filter((t) => !t.control && t.service === service && t.path === path).map((t) => t.id);
+      const answers = serviceAnswers(states).map((a) => ({
+        ...a,
+        timelines: Object.fromEntries(WINDOWS.map((w) => [w.name, deps.status.history.timeline(ids(a.service, a.path), w, now)])),
+      }));
+      return json(res, 200, { vantage, version: VERSION, generatedAt: new Date(now).toISOString(), banners: banners(states), answers });
     }
     case '/':
-      return send(
-        res,
-        200,
-        'text/html; charset=utf-8',
-        renderStatusPage({ vantage, version: VERSION, startedAt: deps.startedAt, targets: deps.status.list() }),
-      );
-    default:
-      return send(res, 404, 'text/plain', 'not found\n');
+      return html(res, renderStatusPage(pageContext(deps, vantage)));
+    case '/target': {
+      const page = renderTargetPage(pageContext(deps, vantage), url.searchParams.get('id') ?? '');
+      return page === null ? send(res, 404, 'text/plain', 'no such target\n') : html(res, page);
+    }
+    default: {
+      const asset = url.pathname.startsWith('/assets/') ? assets().get(url.pathname) : undefined;
+      if (!asset) return send(res, 404, 'text/plain', 'not found\n');
+      // The path carries the content's hash: a new version is a new path, so cache it for good.
+      res.writeHead(200, { 'Content-Type': asset.type, 'Cache-Control': 'public, max-age=31536000, immutable', 'X-Content-Type-Options': 'nosniff' });
+      return void res.end(asset.body);
+    }
   }
+}
+
+function pageContext(deps: HttpDeps, vantage: string): PageContext {
+  return { vantage, version: VERSION, startedAt: deps.startedAt, board: deps.status, assets: assets().paths, now: Date.now() };
+}
+
+function html(res: ServerResponse, body: string): void {
+  res.writeHead(200, {
+    'Content-Type': 'text/html; charset=utf-8',
+    'Cache-Control': 'no-store',
+    'X-Content-Type-Options': 'nosniff',
+    'Content-Security-Policy': PAGE_POLICY,
+    'Referrer-Policy': 'no-referrer',
+    'X-Frame-Options': 'DENY',
+  });
+  res.end(body);
 }
 
 function loopbackHost(host: string | undefined): boolean {

@@ -1,61 +1,100 @@
-import type { TargetStatus } from '../sinks/status.js';
+import { banners, serviceAnswers, type Banner, type ServiceAnswer } from '../sinks/answer.js';
+import { WINDOWS } from '../sinks/history.js';
+import type { StatusBoard, TargetStatus } from '../sinks/status.js';
+import { answerTitle, failingStep, serviceName } from '../sinks/words.js';
+import type { AssetPaths } from './assets.js';
+import { ago, badge, chartData, esc, page, sinceText, timelineFigure, verdictBadge, type ChartData } from './html.js';
 
-/** Server-rendered status page: readable without JavaScript, over SSH port-forwarding, in any browser. */
-export function renderStatusPage(opts: { vantage: string; version: string; startedAt: string; targets: TargetStatus[] }): string {
-  const services = new Map<string, TargetStatus[]>();
-  for (const t of opts.targets) {
-    const list = services.get(t.service) ?? [];
-    list.push(t);
-    services.set(t.service, list);
-  }
-  const sections = [...services.entries()]
-    .sort(([a], [b]) => (a === 'control' ? -1 : b === 'control' ? 1 : a.localeCompare(b)))
-    .map(([service, targets]) => renderService(service, targets))
-    .join('\n');
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="30"><title>callprobe · ${esc(opts.vantage)}</title>
-<style>
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1b1b1b;background:#fafafa}
-h1{font-size:1.3rem;margin:0 0 .2rem}h2{font-size:1.05rem;margin:1.5rem 0 .4rem}.meta{color:#555}
-table{border-collapse:collapse;background:#fff}th,td{border:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
-th{background:#f0f0f0;font-weight:600}.ok{background:#d8f3dc}.fail{background:#ffd6d6}.skip{color:#999;background:#f6f6f6}
-.v-ok{color:#1a7f37}.v-blocked{color:#b42318;font-weight:600}.v-degraded{color:#b54708;font-weight:600}.v-error{color:#6b7280}
-.hist span{display:inline-block;width:7px;height:14px;margin-right:1px}.h-ok{background:#2da44e}.h-blocked{background:#cf222e}
-.h-degraded{background:#d4a72c}.h-error{background:#8c959f}code{font-size:12px}
-</style></head><body>
-<h1>callprobe · ${esc(opts.vantage)}</h1>
-<div class="meta">version ${esc(opts.version)} · running since ${esc(opts.startedAt)} · <a href="/api/status">/api/status</a> · <a href="/api/results?limit=100">/api/results</a> · <a href="/metrics">/metrics</a></div>
-${sections || '<p>No targets planned.</p>'}
-</body></html>`;
+export interface PageContext {
+  vantage: string;
+  version: string;
+  startedAt: string;
+  board: StatusBoard;
+  assets: AssetPaths;
+  now: number;
 }
 
-function renderService(service: string, targets: TargetStatus[]): string {
-  const phaseNames = [...new Set(targets.flatMap((t) => t.phases))];
-  const rows = targets
-    .map((t) => {
-      const latest = t.latest;
-      const cells = phaseNames
-        .map((name) => {
-          const p = latest?.phases.find((x) => x.phase === name);
-          if (!t.phases.includes(name)) return '<td></td>';
-          if (!p) return '<td class="skip">—</td>';
-          if (p.skipped) return '<td class="skip">skipped</td>';
-          if (p.ok) return `<td class="ok">${p.durationMs.toFixed(1)} ms</td>`;
-          return `<td class="fail"><code>${esc(p.failure ?? '')}</code></td>`;
-        })
-        .join('');
-      const verdict = latest ? `<span class="v-${latest.verdict}">${latest.verdict}</span>` : '<span class="v-error">not run yet</span>';
-      const hist = t.history.map((h) => `<span class="h-${h.verdict}" title="${esc(h.startedAt)} ${esc(h.failure ?? 'ok')}"></span>`).join('');
-      const when = latest ? esc(latest.startedAt) : '';
-      return `<tr><td><b>${esc(t.target)}</b><br><code>${esc(t.endpoint)}</code></td><td>${verdict}</td>${cells}<td>${when}</td><td class="hist">${hist}</td></tr>`;
+/**
+ * The status page: the answer first (one line per service and path, banners above them), then the
+ * timelines of the last 24 hours and 7 days, a legend, and every target with a link to its detail
+ * view. Readable without JavaScript; the page's script draws the charts and adds local times.
+ */
+export function renderStatusPage(c: PageContext): string {
+  const states = c.board.states();
+  const answers = serviceAnswers(states);
+  const charts: Record<string, ChartData> = {};
+  const figures = answers
+    .map((a) => {
+      const ids = c.board.list().filter((t) => !t.control && t.service === a.service && t.path === a.path).map((t) => t.id);
+      return WINDOWS.map((w) => {
+        const key = `${a.service}/${a.path}/${w.name}`;
+        const timeline = c.board.history.timeline(ids, w, c.now);
+        charts[key] = chartData(timeline);
+        return timelineFigure(key, a.title, timeline);
+      }).join('\n');
     })
     .join('\n');
-  return `<h2>${esc(service)}</h2>
-<table><thead><tr><th>target</th><th>verdict</th>${phaseNames.map((p) => `<th>${esc(p)}</th>`).join('')}<th>last run</th><th>history</th></tr></thead>
-<tbody>${rows}</tbody></table>`;
+  const body = `<section aria-labelledby="answer-h">
+<h2 id="answer-h">Can people here call?</h2>
+${banners(states).map((b) => renderBanner(b, c.now)).join('\n')}
+${answers.length > 0 ? `<ul class="answers">${answers.map((a) => renderAnswer(a, c.now)).join('\n')}</ul>` : '<p>No services planned.</p>'}
+</section>
+<section aria-labelledby="timelines-h">
+<h2 id="timelines-h">Timelines</h2>
+<div class="timelines">${figures}</div>
+</section>
+${LEGEND}
+<section aria-labelledby="targets-h">
+<h2 id="targets-h">Targets</h2>
+${renderTargets(c.board.list(), c.now)}
+</section>`;
+  return page({
+    title: `callprobe · ${c.vantage}`,
+    heading: `callprobe · ${esc(c.vantage)}`,
+    meta: `updated <span data-ago="${new Date(c.now).toISOString()}">now</span> · version ${esc(c.version)} · running since ${ago(c.startedAt, c.now)} · <a href="/api/summary">/api/summary</a> · <a href="/api/status">/api/status</a> · <a href="/api/results?limit=100">/api/results</a> · <a href="/metrics">/metrics</a>`,
+    body,
+    assets: c.assets,
+    data: { charts },
+  });
 }
 
-function esc(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+function renderBanner(b: Banner, now: number): string {
+  const heading = b.kind === 'network-down' ? 'Your network is down' : 'Allowlist regime';
+  return `<div class="banner banner-${b.kind}" role="alert"><strong>${heading}</strong>${esc(b.text)} ${sinceText(b.since, now)}</div>`;
+}
+
+function renderAnswer(a: ServiceAnswer, now: number): string {
+  return `<li class="answer s-${a.state}" data-answer="${esc(`${a.service}/${a.path}`)}">${badge(a.state)}<span class="title">${esc(a.title)}</span><span class="since">${sinceText(a.since, now)}</span><span class="why">${esc(a.text)}</span></li>`;
+}
+
+const LEGEND = `<section class="legend" aria-labelledby="legend-h">
+<h2 id="legend-h">What the words mean</h2>
+<dl>
+<dt>${badge('ok')}</dt><dd>Every step worked: the service's servers answered as the service would.</dd>
+<dt>${badge('degraded')}</dt><dd>Some targets fail while others work, or media got through with too much loss, jitter or throttling (striped in the charts).</dd>
+<dt>${badge('blocked')}</dt><dd>A step failed while a control (a destination with no tie to the service) passed the same step at the same time (hatched in the charts).</dd>
+<dt>${badge('unknown')}</dt><dd>Nothing can be concluded: the controls failed too (the network here is down), or silence from a target that may ignore strangers.</dd>
+<dt>scope</dt><dd><b>only this service</b>: foreign controls work; <b>allowlist</b>: only domestic controls work; <b>network</b>: no control works.</dd>
+<dt>times</dt><dd>Your local time, with UTC in brackets; "for" is how long the state has lasted, from the records (it survives restarts).</dd>
+</dl>
+</section>`;
+
+function renderTargets(targets: TargetStatus[], now: number): string {
+  const services = new Map<string, TargetStatus[]>();
+  for (const t of targets) services.set(t.service, [...(services.get(t.service) ?? []), t]);
+  return [...services.entries()]
+    .sort(([a], [b]) => (a === 'control' ? 1 : b === 'control' ? -1 : a.localeCompare(b)))
+    .map(([service, list]) => {
+      const rows = list
+        .map((t) => {
+          const l = t.latest;
+          const what = t.control ? `control, ${t.location}` : `${answerTitle(t.service, t.path)}, ${t.location}`;
+          return `<tr><td><a href="/target?id=${encodeURIComponent(t.id)}">${esc(t.target)}</a><br><code>${esc(t.endpoint)}</code></td><td>${esc(what)}</td><td>${verdictBadge(l?.verdict ?? null)}</td><td>${sinceText(t.since, now)}</td><td>${l ? esc(failingStep(l.failedPhase, l.failure)) : ''}</td><td>${l ? ago(l.startedAt, now) : ''}</td></tr>`;
+        })
+        .join('\n');
+      return `<h3>${esc(serviceName(service))}</h3>
+<table><thead><tr><th>target</th><th>stands for</th><th>verdict</th><th>since</th><th>what fails</th><th>last run</th></tr></thead>
+<tbody>${rows}</tbody></table>`;
+    })
+    .join('\n');
 }

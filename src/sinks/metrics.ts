@@ -1,7 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { PHASES } from '../phases/index.js';
 import type { PhaseRegistry } from '../phases/types.js';
-import type { PhaseGauge, ProbeSpec } from '../types.js';
+import { DIAGNOSES } from '../media/diagnosis.js';
+import type { PhaseGauge, PhaseState, ProbeSpec } from '../types.js';
 import type { PhaseResult, ProbeResult, Verdict, VerdictScope } from '../result.js';
 import { VERSION } from '../version.js';
 
@@ -12,7 +13,7 @@ const SCOPES: readonly VerdictScope[] = ['service', 'foreign', 'network'];
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 /**
- * Prometheus metrics (design.md §9): a run counter plus a failure counter rather than a success
+ * Prometheus metrics (docs/architecture.md#metrics): a run counter plus a failure counter rather than a success
  * label, base units, bounded labels (catalogue names, never raw IPs), series created up front.
  */
 export class Metrics {
@@ -102,6 +103,12 @@ export class Metrics {
     labelNames: ['service', 'target', 'shape'] as const,
     registers: [this.registry],
   });
+  private readonly mediaDiagnosis = new Gauge({
+    name: 'callprobe_media_diagnosis',
+    help: 'What the last multi-destination media run says of the call path (1 for it, 0 for the others): protocol_classification (a shape fails on the foreign and the domestic path while its control passes), destination_policy (everything to the foreign reflector fails, everything domestic passes), none, inconclusive.',
+    labelNames: ['service', 'target', 'diagnosis'] as const,
+    registers: [this.registry],
+  });
   private readonly loopDelay = new Histogram({
     name: 'callprobe_run_event_loop_delay_seconds',
     help: "The worst event-loop delay seen during each run: callprobe's own stall, which inflates the timings it records.",
@@ -127,6 +134,17 @@ export class Metrics {
   readonly configReloadTime = new Gauge({
     name: 'callprobe_config_last_reload_success_timestamp_seconds',
     help: 'When the configuration was last loaded successfully (Unix time).',
+    registers: [this.registry],
+  });
+
+  /**
+   * What each planned target stands for, to group targets in PromQL without adding labels to the
+   * other metrics: `* on(vantage, service, target) group_left(path) callprobe_target_info`.
+   */
+  private readonly targetInfo = new Gauge({
+    name: 'callprobe_target_info',
+    help: 'Always 1 for each planned target; the labels say what of a call it stands for (path), where it is (location) and whether it is a control.',
+    labelNames: ['service', 'target', 'path', 'location', 'control'] as const,
     registers: [this.registry],
   });
 
@@ -158,6 +176,7 @@ export class Metrics {
       this.mediaMos,
       this.cutoffPackets,
       this.cutoffBytes,
+      this.mediaDiagnosis,
     ] as Array<Counter<string> | Gauge<string>>;
   }
 
@@ -168,6 +187,11 @@ export class Metrics {
     media_mos: this.mediaMos,
     stream_cutoff_packets: this.cutoffPackets,
     stream_cutoff_bytes: this.cutoffBytes,
+  };
+
+  /** The phase-fed states by name, with every value they can take. */
+  private readonly states: Record<PhaseState, [Gauge<'service' | 'target' | 'diagnosis'>, readonly string[]]> = {
+    media_diagnosis: [this.mediaDiagnosis, DIAGNOSES],
   };
 
   /** @param phases where each phase's gauges are looked up (the plan's registry). */
@@ -209,6 +233,9 @@ export class Metrics {
         for (const v of SCOPES) this.scope.labels(s.service, s.target, v).set(0);
       }
     }
+    // Rebuilt whole: a reload that changes a target's path or location leaves no stale series.
+    this.targetInfo.reset();
+    for (const s of specs) this.targetInfo.labels(s.service, s.target, s.path, s.location, String(s.control)).set(1);
     this.recordsDropped.inc(0);
   }
 
@@ -235,6 +262,17 @@ export class Metrics {
     for (const p of result.phases) if (!p.skipped) this.observeGauges(service, target, p);
   }
 
+  /** The per-target states each phase says it feeds (its definition's `states`): 1 for the value, 0 for the others. */
+  private observeStates(service: string, target: string, p: PhaseResult): void {
+    for (const sample of this.phases.get(p.phase)?.states?.(p) ?? []) {
+      const [gauge, values] = this.states[sample.state];
+      for (const v of values) {
+        if (sample.value === null) gauge.remove(service, target, v);
+        else gauge.labels(service, target, v).set(v === sample.value ? 1 : 0);
+      }
+    }
+  }
+
   /** The per-stream gauges each phase says it feeds (its definition's `gauges`); a null value removes the series. */
   private observeGauges(service: string, target: string, p: PhaseResult): void {
     for (const sample of this.phases.get(p.phase)?.gauges?.(p) ?? []) {
@@ -242,6 +280,7 @@ export class Metrics {
       if (sample.value === null) gauge.remove(service, target, sample.shape);
       else gauge.labels(service, target, sample.shape).set(sample.value);
     }
+    this.observeStates(service, target, p);
   }
 
   /** Removes every series of one target, whatever its other labels (phase, code, shape, verdict). */

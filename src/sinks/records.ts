@@ -294,6 +294,30 @@ export async function readRecords(dir: string, { since, limit, maxScanBytes = DE
   return out.reverse();
 }
 
+/**
+ * Every result that started at or after `since`, newest first (in file order, read backwards), to
+ * `onResult`: what the status page's history is built from at startup. The same reading as
+ * readRecords (64 KiB asynchronous chunks, lines that do not parse skipped) without its limits:
+ * the directory is bounded by records.maxTotalBytes. Returns the bytes read.
+ */
+export async function scanRecords(dir: string, since: Date, onResult: (result: ProbeResult) => void): Promise<number> {
+  let bytes = 0;
+  for (const f of (await listRecordFiles(dir)).reverse()) {
+    if (f.day < utcDay(since)) break;
+    bytes += await readFileBackwards(join(dir, f.name), Infinity, (line) => {
+      let result: ProbeResult;
+      try {
+        result = JSON.parse(line) as ProbeResult;
+      } catch {
+        return true;
+      }
+      if (Date.parse(result.startedAt) >= since.getTime()) onResult(result);
+      return true;
+    });
+  }
+  return bytes;
+}
+
 /** Calls `onLine` for each complete line, last line first; stops when it returns false. Returns bytes read. */
 async function readFileBackwards(file: string, maxBytes: number, onLine: (line: string) => boolean): Promise<number> {
   let handle: FileHandle;

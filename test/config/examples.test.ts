@@ -20,8 +20,11 @@ describe('shipped examples', () => {
       `embeddedCatalogues: false\ncatalogues: [${join(CONFIG, 'media.example.probes.yaml')}]\ndns: { resolver: "127.0.0.1:53" }\nmedia: { reflectorKey: ${'ab'.repeat(32)} }\n`,
     );
     const plan = loadPlan(file);
-    expect(plan.specs.map((s) => s.id)).toEqual(['calls/whatsapp-media', 'calls/telegram-media', 'calls/tcp-freeze', 'calls/tcp-freeze-upload']);
-    expect(new SafetyGuard(plan.safety).check('203.0.113.10')).toEqual({ allowed: false, rule: 'special-purpose 203.0.113.0/24 (documentation)', bogon: true });
+    expect(plan.specs.map((s) => s.id)).toEqual(['calls/whatsapp-media', 'calls/telegram-media', 'calls/call-diagnosis', 'calls/rate-sweep', 'calls/tcp-freeze', 'calls/tcp-freeze-upload']);
+    const guard = new SafetyGuard(plan.safety);
+    expect(guard.check('203.0.113.10')).toEqual({ allowed: false, rule: 'special-purpose 203.0.113.0/24 (documentation)', bogon: true });
+    // The domestic reflector of the diagnosis target is a placeholder too.
+    expect(guard.check('198.51.100.20')).toEqual({ allowed: false, rule: 'special-purpose 198.51.100.0/24 (documentation)', bogon: true });
   });
 
   it('the reflector example is valid once its placeholder key is replaced, and refused before', () => {

@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe } from 'vitest';
 import { labDecision } from '../lab/describe-lab.js';
-import { NsProcess, runProcess, type RunResult, type SpawnOptions } from '../lab/proc.js';
+import { runProcess, spawnHost, type NsProcess, type RunResult, type SpawnOptions } from '../lab/proc.js';
 
 /**
  * A Docker daemon of the tests' own (Debian's docker.io), for test/docker and test/systemd. Every
@@ -15,23 +14,6 @@ import { NsProcess, runProcess, type RunResult, type SpawnOptions } from '../lab
 /** Debian's client, the same version as its daemon (another `docker` may come first on PATH). */
 export const DOCKER = '/usr/bin/docker';
 const DOCKERD = '/usr/sbin/dockerd';
-
-/** A command on the host, in its own process group. */
-export function spawnHost(cmd: string, args: readonly string[], opts: SpawnOptions = {}): NsProcess {
-  const child = spawn(cmd, args, {
-    cwd: opts.cwd,
-    env: opts.env ?? process.env,
-    detached: true,
-    stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-  });
-  if (child.pid === undefined) {
-    child.on('error', () => {});
-    throw new Error(`could not start ${cmd}`);
-  }
-  const proc = new NsProcess('host', [cmd, ...args], child, opts);
-  if (opts.input !== undefined) child.stdin?.end(opts.input);
-  return proc;
-}
 
 /** Runs a host command to completion; throws with its output when it does not exit 0. */
 export async function runHost(cmd: string, args: readonly string[], timeoutMs: number, opts: SpawnOptions = {}): Promise<RunResult> {

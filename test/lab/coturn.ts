@@ -12,7 +12,7 @@ import { NsProcess } from './proc.js';
 /**
  * A real coturn (`turnserver` from Debian, 4.6.1 here), started by a test and stopped by PID:
  * in a lab's server namespace, or on the host's loopback for the phase tests. Flags checked on
- * Debian's 4.6.1 (lab-notes.md):
+ * Debian's 4.6.1:
  * - `-n`: no config file; `--userdb` in a temp dir so nothing touches /var/lib/turn;
  * - `--allow-loopback-peers` makes 4.6.1 exit with 255 unless `--no-cli` (or a CLI password) is
  *   given, and peers on loopback are refused with 403 without it;

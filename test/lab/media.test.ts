@@ -45,6 +45,10 @@ interface StreamEvidence {
   lastReceived: { seq: number; sentIndex: number; bytesSent: number; sendOffsetMs: number } | null;
   timeline: { binMs: number; bins: Array<{ startMs: number; sentPackets: number; receivedPackets: number }> };
   bytesSent: number;
+  streamStartMs: number;
+  reflectorReport?: Record<string, unknown>;
+  perDirection?: Record<string, unknown> | null;
+  cutDirection?: Record<string, unknown>;
 }
 
 describeLab('media and stream phases through a censor', () => {
@@ -91,19 +95,19 @@ metrics: { listen: "${SERVER}:9467" }
       `tcp sport ${PORT.freeze} ct reply bytes > 16384 counter drop comment "freeze"`,
     ]);
 
-    const media = (name: string, port: number, params: string, timeout = '5s') =>
+    const media = (name: string, port: number, params: string, timeout = '6s') =>
       `  - name: ${name}\n    host: ${SERVER}\n    port: ${port}\n    phaseTimeout: ${timeout}\n    phases:\n      - media: { ${params} }\n`;
     const t0 = Date.now();
     const run = await runOnceInLab(lab, {
       catalogues: {
         'media.yaml':
           'service: lab\ntargets:\n' +
-          media('clean', PORT.clean, 'shape: whatsapp, durationMs: 3000', '6s') +
-          media('loss', PORT.loss, 'shape: rtp, frameMs: 2.5, durationMs: 10000', '13s') +
-          media('cut', PORT.cut, 'shape: rtp, durationMs: 5000', '8s') +
-          media('throttle', PORT.throttle, 'shape: rtp, durationMs: 8000', '11s') +
-          media('rtp-drop', PORT.rtpDrop, 'shape: whatsapp, control: random, durationMs: 7000', '10s') +
-          `  - name: turn-relay\n    host: ${SERVER}\n    port: ${coturn.port}\n    phaseTimeout: 10s\n    phases:\n` +
+          media('clean', PORT.clean, 'shape: whatsapp, durationMs: 3000', '7s') +
+          media('loss', PORT.loss, 'shape: rtp, frameMs: 2.5, durationMs: 10000', '14s') +
+          media('cut', PORT.cut, 'shape: rtp, durationMs: 5000', '9s') +
+          media('throttle', PORT.throttle, 'shape: rtp, durationMs: 8000', '12s') +
+          media('rtp-drop', PORT.rtpDrop, 'shape: whatsapp, control: random, durationMs: 7000', '11s') +
+          `  - name: turn-relay\n    host: ${SERVER}\n    port: ${coturn.port}\n    phaseTimeout: 11s\n    phases:\n` +
           `      - media: { via: turn, peer: "${SERVER}:${PORT.turnPeer}", credential: relay, shape: whatsapp, control: random, durationMs: 3000 }\n` +
           `  - name: freeze\n    host: ${SERVER}\n    port: ${PORT.freeze}\n    phases: [tcp, { stream: { stallMs: 1500 } }]\n` +
           // More than this reflector's streamMaxBytes (1 MiB): its authenticated refusal, not a FIN.
@@ -166,9 +170,18 @@ metrics: { listen: "${SERVER}:9467" }
     const r = get('loss');
     const [s] = streams('loss');
     expect(s!.sent).toBe(4000);
-    expect(rules['loss-all']!.packets).toBe(4000);
-    // Exact: every loss is a packet the censor's rule dropped (nothing else loses packets here).
+    // The stream, and the report request after it (on a new flow, to the same port).
+    const report = s!.reflectorReport;
+    expect(report).toMatchObject({ answered: true, requestsSent: 1 });
+    expect(rules['loss-all']!.packets).toBe(4000 + 1);
+    // Exact: every loss is a packet the censor's rule dropped (nothing else loses packets here)...
     expect(s!.lost).toBe(rules.loss!.packets);
+    // ... and the reflector's own count puts all of it on the way up, none on the way down.
+    expect(s!.perDirection).toEqual({
+      source: 'report',
+      uplink: { packets: 4000 - rules.loss!.packets, bytes: expect.any(Number), lossRatio: expect.closeTo(rules.loss!.packets / 4000, 6) },
+      downlink: { packets: 4000 - rules.loss!.packets, bytes: expect.any(Number), lossRatio: 0 },
+    });
     expect(Math.abs(s!.lossRatio - 0.05)).toBeLessThanOrEqual(0.015);
     expect(r).toMatchObject({ failure: 'media_degraded', failedPhase: 'media', verdict: 'degraded' });
     expect(s!.degradedReasons).toContain('loss');
@@ -186,8 +199,10 @@ metrics: { listen: "${SERVER}:9467" }
     expect(s!.lastReceived).toMatchObject({ seq: 199, sentIndex: 200 });
     expect(s!.cutoff!.afterBytesSent).toBe(s!.lastReceived!.bytesSent);
     // Sent on the 200th deadline (199 × 20 ms after the first), give or take the pacer's error.
-    expect(Math.abs(s!.cutoff!.afterMs - 199 * 20)).toBeLessThanOrEqual(s!.pacing.maxMs + 0.01);
+    expect(Math.abs(s!.cutoff!.afterMs - s!.streamStartMs - 199 * 20)).toBeLessThanOrEqual(s!.pacing.maxMs + 0.02);
     expect(rules.cut!.packets).toBe(50);
+    // The cut was on the way up: the reflector's last packet (asked afterwards, on a new flow) is the last one back.
+    expect(s!.cutDirection).toMatchObject({ direction: 'uplink', reflectorHighestSeq: 199, lastEchoedSeq: 199, receivedAfterLastEcho: 0 });
   });
 
   it('UDP rate-limited below the stream’s rate: media_throttled', () => {
@@ -210,7 +225,9 @@ metrics: { listen: "${SERVER}:9467" }
     expect(service).toMatchObject({ shape: 'whatsapp', sent: 350, received: 0, failure: 'media_no_packets' });
     expect(control).toMatchObject({ shape: 'random', sent: 350, received: 350, failure: null });
     expect(rules['rtp-bits']!.packets).toBe(350);
-    expect(rules['rtp-passed']!.packets).toBe(350);
+    // The control's 350, and the report request asked about the silent service stream (random bytes: it passes).
+    expect(rules['rtp-passed']!.packets).toBe(350 + 1);
+    expect(service!.cutDirection).toMatchObject({ direction: 'uplink', reflectorHighestSeq: null, lastEchoedSeq: null });
     const d = get('rtp-drop').phases[0]!.evidence.differentiation as Record<string, unknown>;
     // Every second the service got 0 packets and the control ~50: the quantile functions are
     // 0 and ~50 (area ≈ mean/max ≈ 0.98), the empirical CDFs never overlap (KS D = 1).

@@ -18,7 +18,7 @@ import {
 } from './proc.js';
 
 /**
- * The lab topology (design.md §13), one set of namespaces per createLab():
+ * The lab topology (test/lab/README.md), one set of namespaces per createLab():
  *
  *   [client] 198.18.1.2 ── veth ── 198.18.1.1 [censor] 198.18.2.1 ── veth ── 198.18.2.2 [server]
  *

@@ -224,18 +224,27 @@ export class NsProcess {
 
 /** Starts `cmd args` inside namespace `ns`. The caller (normally the Lab) tracks it for teardown. */
 export function spawnInNamespace(ns: string, cmd: string, args: readonly string[], opts: SpawnOptions = {}): NsProcess {
-  const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], {
+  return start(ns, 'ip', ['netns', 'exec', ns, cmd, ...args], [cmd, ...args], opts);
+}
+
+/** Starts a command on the host (no namespace), in its own process group like the lab's, to stop by PID. */
+export function spawnHost(cmd: string, args: readonly string[], opts: SpawnOptions = {}): NsProcess {
+  return start('host', cmd, args, [cmd, ...args], opts);
+}
+
+function start(where: string, file: string, argv: readonly string[], shown: readonly string[], opts: SpawnOptions): NsProcess {
+  const child = spawn(file, argv, {
     cwd: opts.cwd,
     env: opts.env ?? process.env,
     detached: true,
     stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
   if (child.pid === undefined) {
-    // spawn of `ip` itself failed (ENOENT, EAGAIN): the 'error' event carries why.
+    // spawn itself failed (ENOENT, EAGAIN): the 'error' event carries why.
     child.on('error', () => {});
-    throw new Error(`could not spawn ip netns exec ${ns} ${cmd}`);
+    throw new Error(`could not start ${shown.join(' ')}${where === 'host' ? '' : ` in ${where}`}`);
   }
-  const proc = new NsProcess(ns, [cmd, ...args], child, opts);
+  const proc = new NsProcess(where, shown, child, opts);
   if (opts.input !== undefined) child.stdin?.end(opts.input);
   return proc;
 }

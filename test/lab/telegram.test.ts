@@ -80,7 +80,7 @@ describeLab('telegram (MTProto) through a censor', () => {
         mtproto('eof', 8005, 'transport: abridged') +
         ws('ws-refused', '/refuse'),
     );
-    // The domestic control (design.md §6): TCP to the same server proves the network under every DC target.
+    // The domestic control (docs/architecture.md#verdicts): TCP to the same server proves the network under every DC target.
     writeFileSync(
       join(lab.tmpDir, 'controls.yaml'),
       'service: control\ncontrol: true\ntargets:\n' +

@@ -42,9 +42,8 @@ describe('runPaced', () => {
     });
     expect(scheduled.map((x) => Math.round(x * 1e6) / 1e6)).toEqual(Array.from({ length: 25 }, (_, i) => i * 20));
     expect(report.sends).toBe(25);
-    // Generous bounds: a shared CI machine; the benchmark measures the real figures.
+    // Never early; how late is a speed figure, measured by bench/pacing.ts, not asserted on a shared machine.
     expect(report.p50Ms).toBeGreaterThanOrEqual(0);
-    expect(report.p50Ms).toBeLessThan(1);
   });
 
   it('a blocked loop delays sends but never shifts the schedule (no drift)', async () => {

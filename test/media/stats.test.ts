@@ -203,6 +203,34 @@ describe('detectThrottle', () => {
     expect(classifyStream(stats).failure).toBe('media_throttled');
   });
 
+  it('a token bucket with a realistic burst (3 kB/s, 3000 bytes saved): the burst drains, then the same amount each second: throttled', () => {
+    const rng = deterministicRng('burst');
+    const sent = Array.from({ length: 500 }, (_, seq) => ({ seq, sendTimeMs: seq * 20, size: 12 + opusLikeSize(rng) }));
+    // As nftables' `limit rate over 3 kbytes/second burst 3000 bytes` counts: IP bytes (28 more a
+    // datagram), into a bucket of one second's rate plus the burst (nft_limit_init: rate + burst).
+    const capacity = 3072 + 3000;
+    let tokens = capacity;
+    let last = 0;
+    const passed = new Set<number>();
+    for (const s of sent) {
+      tokens = Math.min(capacity, tokens + ((s.sendTimeMs - last) * 3072) / 1000);
+      last = s.sendTimeMs;
+      if (tokens >= s.size + 28) {
+        tokens -= s.size + 28;
+        passed.add(s.seq);
+      }
+    }
+    const stats = computeStreamStats(sent, echoes(sent, (p) => passed.has(p.seq)));
+    const t = detectThrottle(stats)!;
+    expect(t.throttled).toBe(true);
+    // The first loss is in the second second (the burst and the first second's tokens lasted that long): steady from 2 s on.
+    expect(stats.firstLoss!.sendOffsetMs).toBeGreaterThanOrEqual(1000);
+    expect(t.fromMs).toBe(2000);
+    expect(t.burstBytes).toBe(stats.firstLoss!.bytesReceivedBefore);
+    expect(t.dispersion).toBeLessThan(0.25);
+    expect(classifyStream(stats).failure).toBe('media_throttled');
+  });
+
   it('random loss of the same average is not a throttle (binomial dispersion)', () => {
     const sent = stream(1000);
     const t = detectThrottle(computeStreamStats(sent, echoes(sent, randomLoss(0.5, 'half'))));

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROMETHEUS_DIR, byTarget, loadYaml, query, startDaemon, startPrometheus, vector, waitForSeries, type Daemon, type Prometheus } from './stack.js';
 
 /**
- * design.md §14 with the shipped configs: a vantage's daemon scraped by a Prometheus in agent mode
+ * docs/architecture.md#fleet with the shipped configs: a vantage's daemon scraped by a Prometheus in agent mode
  * (Debian's 2.42: `--enable-feature=agent`) that remote_writes to a central Prometheus started
  * with `--web.enable-remote-write-receiver`, where the rules run across the fleet.
  */

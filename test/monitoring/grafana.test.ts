@@ -69,7 +69,7 @@ function variableQuery(v: Variable): string {
 }
 
 /** Panels whose data a loopback daemon without media targets has. */
-const MEDIA_PANELS = ['Media loss', 'Media jitter', 'MOS (estimated)', 'Stream cut-offs'];
+const MEDIA_PANELS = ['Media loss', 'Media jitter', 'MOS (estimated)', 'Stream cut-offs', 'Call-path diagnosis'];
 
 describe('Grafana dashboard: structure', () => {
   it('picks its Prometheus through a `datasource` variable, never ${DS_...} inputs (they break file provisioning)', () => {
@@ -79,7 +79,7 @@ describe('Grafana dashboard: structure', () => {
   });
 
   it('every panel and every one of its targets uses ${datasource}', () => {
-    expect(queryPanels.length).toBe(16);
+    expect(queryPanels.length).toBe(20);
     for (const p of queryPanels) {
       expect(p.datasource, p.title).toEqual(DS);
       expect(p.targets?.length, p.title).toBeGreaterThan(0);
@@ -99,12 +99,16 @@ describe('Grafana dashboard: structure', () => {
     for (const v of variables.slice(1)) expect(v).toMatchObject({ datasource: DS, includeAll: true, multi: true, allValue: '.*' });
   });
 
-  it('has the panels design.md §9 asks for, with unique ids and no overlap on the 24-column grid', () => {
+  it('has the verdict, phase, failure, media and operation panels, with unique ids and no overlap on the 24-column grid', () => {
     expect(allPanels.map((p) => p.title)).toEqual([
+      'The answer',
+      'Can people call? (per service and path)',
+      "This vantage's network",
       'Verdicts',
       'Verdict per target',
       'Controls succeeding',
       'Blocked targets',
+      'Failure scope per target',
       'Phases',
       'Phase success (last run)',
       'Phase durations',
@@ -114,6 +118,7 @@ describe('Grafana dashboard: structure', () => {
       'Media jitter',
       'MOS (estimated)',
       'Stream cut-offs',
+      'Call-path diagnosis',
       'Operation',
       'Time since last run',
       'Time since last success',
@@ -216,11 +221,20 @@ describe('Grafana dashboard: every query against a real Prometheus scraping a re
         ran++;
       }
     }
-    expect(ran).toBe(20);
+    expect(ran).toBe(24);
   });
 
   it('panels show the loopback targets exactly: verdicts, phases, failure codes, controls, daemon', async () => {
     const panel = (title: string, ref = 'A') => substitute(queryPanels.find((p) => p.title === title)!.targets!.find((t) => t.refId === ref)!.expr);
+    // The top row gives the page's answer: loop messaging has one target ok and two blocked (2:
+    // degraded, "partly blocked" on the page); the control works, so the network is fine (0).
+    expect(byTarget(await vector(prom!.base, panel('Can people call? (per service and path)')), 'vantage', 'service', 'path')).toEqual({ 'grafana-lab/loop/messaging': 2 });
+    expect(byTarget(await vector(prom!.base, panel("This vantage's network")), 'vantage')).toEqual({ 'grafana-lab': 0 });
+    // The same query with the target variable narrowed, as Grafana sends it: only the open one is ok (1), only the failing ones blocked (3).
+    const answer = queryPanels.find((p) => p.title === 'Can people call? (per service and path)')!.targets![0]!.expr;
+    const narrowed = async (targets: string) => byTarget(await vector(prom!.base, substitute(answer.replaceAll('$target', targets))), 'service', 'path');
+    expect(await narrowed('open')).toEqual({ 'loop/messaging': 1 });
+    expect(await narrowed('closed|tampered')).toEqual({ 'loop/messaging': 3 });
     expect(byTarget(await vector(prom!.base, panel('Verdict per target')), 'vantage', 'service', 'target')).toEqual({
       'grafana-lab/control/local': 1, // ok
       'grafana-lab/loop/open': 1, // ok
@@ -229,6 +243,11 @@ describe('Grafana dashboard: every query against a real Prometheus scraping a re
     });
     expect(byTarget(await vector(prom!.base, panel('Controls succeeding')), 'vantage')).toEqual({ 'grafana-lab': 1 });
     expect(byTarget(await vector(prom!.base, panel('Blocked targets')), 'vantage', 'service')).toEqual({ 'grafana-lab/loop': 2 });
+    // Both blocked targets failed while the (foreign) control passed: scope service (1).
+    expect(byTarget(await vector(prom!.base, panel('Failure scope per target')), 'vantage', 'service', 'target')).toEqual({
+      'grafana-lab/loop/closed': 1,
+      'grafana-lab/loop/tampered': 1,
+    });
     // loop/tampered's tcp phase was skipped after its dns failed: it has no series.
     expect(byTarget(await vector(prom!.base, panel('Phase success (last run)')), 'id', 'phase')).toEqual({
       'grafana-lab/control/local/dns': 1,

@@ -7,7 +7,8 @@ import { stringify } from 'yaml';
 import { Metrics } from '../../src/sinks/metrics.js';
 import { closedPort } from '../helpers/servers.js';
 import { NsProcess } from '../lab/proc.js';
-import { MEDIA_METRICS, PROMETHEUS_DIR, loadYaml, startProcess, waitReady, waitUntil } from './stack.js';
+import { spawnHost } from '../lab/proc.js';
+import { MEDIA_METRICS, PROMETHEUS_DIR, loadYaml, waitReady, waitUntil } from './stack.js';
 
 const RULES = join(PROMETHEUS_DIR, 'callprobe.rules.yml');
 const RULE_TESTS = join(PROMETHEUS_DIR, 'callprobe.rules.test.yml');
@@ -18,6 +19,7 @@ const SILENCED_BY_VANTAGE_DOWN = [
   'CallprobeDnsTampering',
   'CallprobeMediaDegraded',
   'CallprobeStreamCutoff',
+  'CallprobeCallPathDiagnosis',
   'CallprobeAllowlistRegime',
   'CallprobeControlFailing',
 ];
@@ -46,10 +48,10 @@ const rules = (loadYaml(RULES).groups as Array<{ name: string; rules: Rule[] }>)
 const alerts = rules.filter((r) => r.alert !== undefined);
 
 describe('callprobe.rules.yml', () => {
-  it('passes promtool check rules with every lint, 15 rules', () => {
+  it('passes promtool check rules with every lint, 16 rules', () => {
     expect(run('promtool', ['check', 'rules', '--lint=all', '--lint-fatal', 'callprobe.rules.yml'])).toEqual({
       status: 0,
-      stdout: 'Checking callprobe.rules.yml\n  SUCCESS: 15 rules found\n\n',
+      stdout: 'Checking callprobe.rules.yml\n  SUCCESS: 16 rules found\n\n',
       stderr: '',
     });
   });
@@ -88,6 +90,7 @@ describe('callprobe.rules.yml', () => {
       'CallprobeDnsTampering',
       'CallprobeMediaDegraded',
       'CallprobeStreamCutoff',
+      'CallprobeCallPathDiagnosis',
       'CallprobeAllowlistRegime',
       'CallprobeVantageDown',
       'CallprobeControlFailing',
@@ -137,6 +140,7 @@ describe('callprobe.rules.yml', () => {
     expect([...used].sort()).toEqual([
       'callprobe_build_info',
       'callprobe_config_last_reload_successful',
+      'callprobe_media_diagnosis',
       'callprobe_media_jitter_seconds',
       'callprobe_media_loss_ratio',
       'callprobe_media_mos',
@@ -157,7 +161,7 @@ describe('example Prometheus configs', () => {
     for (const file of ['prometheus.example.yml', 'central.example.yml']) {
       expect(run('promtool', ['check', 'config', file])).toEqual({
         status: 0,
-        stdout: `Checking ${file}\n  SUCCESS: 1 rule files found\n SUCCESS: ${file} is valid prometheus config file syntax\n\nChecking callprobe.rules.yml\n  SUCCESS: 15 rules found\n\n`,
+        stdout: `Checking ${file}\n  SUCCESS: 1 rule files found\n SUCCESS: ${file} is valid prometheus config file syntax\n\nChecking callprobe.rules.yml\n  SUCCESS: 16 rules found\n\n`,
         stderr: '',
       });
     }
@@ -191,7 +195,7 @@ describe.skipIf((!ALERTMANAGER || !AMTOOL_OK) && process.env.CI !== 'true')('ale
     writeFileSync(join(dir, 'alertmanager.yml'), stringify(config));
     const port = await closedPort();
     base = `http://127.0.0.1:${port}`;
-    am = startProcess(ALERTMANAGER ?? 'prometheus-alertmanager', [
+    am = spawnHost(ALERTMANAGER ?? 'prometheus-alertmanager', [
       `--config.file=${join(dir, 'alertmanager.yml')}`,
       `--storage.path=${join(dir, 'data')}`,
       `--web.listen-address=127.0.0.1:${port}`,

@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse, stringify } from 'yaml';
-import { NsProcess } from '../lab/proc.js';
+import { spawnHost, type NsProcess } from '../lab/proc.js';
 import { closedPort, dnsServer, tcpServer, type Running } from '../helpers/servers.js';
 
 /**
@@ -17,8 +16,12 @@ export const PROMETHEUS_DIR = join(ROOT, 'config', 'prometheus');
 export const GRAFANA_DIR = join(ROOT, 'config', 'grafana');
 const CLI = join(ROOT, 'dist', 'cli.js');
 
-/** The media gauges of design.md §9, {service,target,shape}: rules and panels use them already. */
+/**
+ * The media gauges (docs/architecture.md#metrics), {service,target,shape}, and the media
+ * diagnosis {service,target,diagnosis}: series only once a media phase ran; rules and panels use them.
+ */
 export const MEDIA_METRICS = [
+  'callprobe_media_diagnosis',
   'callprobe_media_loss_ratio',
   'callprobe_media_jitter_seconds',
   'callprobe_media_mos',
@@ -29,16 +32,6 @@ export const MEDIA_METRICS = [
 /** A shipped YAML file, parsed. */
 export function loadYaml(path: string): Record<string, any> {
   return parse(readFileSync(path, 'utf8')) as Record<string, any>;
-}
-
-/** A host process (no namespace) wrapped like the lab's, for its output ring and kill-by-group. */
-export function startProcess(cmd: string, args: string[]): NsProcess {
-  const child = spawn(cmd, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  if (child.pid === undefined) {
-    child.on('error', () => {});
-    throw new Error(`could not start ${cmd}`);
-  }
-  return new NsProcess('host', [cmd, ...args], child, {});
 }
 
 export interface Daemon {
@@ -92,7 +85,7 @@ export async function startDaemon(dir: string, vantage: string): Promise<Daemon>
       safety: { allow: ['127.0.0.0/8', '::1/128', '198.18.0.0/15'] },
     }),
   );
-  const proc = startProcess(process.execPath, [CLI, 'run', '--config', config]);
+  const proc = spawnHost(process.execPath, [CLI, 'run', '--config', config]);
   const closeServers = async () => {
     await server.close();
     await dns.close();
@@ -128,7 +121,7 @@ export async function startPrometheus(dir: string, config: Record<string, unknow
   writeFileSync(file, stringify(config));
   const port = await closedPort();
   const storage = flags.includes('--enable-feature=agent') ? `--storage.agent.path=${join(dir, 'wal')}` : `--storage.tsdb.path=${join(dir, 'tsdb')}`;
-  const proc = startProcess('prometheus', [
+  const proc = spawnHost('prometheus', [
     `--config.file=${file}`,
     storage,
     `--web.listen-address=127.0.0.1:${port}`,

@@ -13,7 +13,7 @@ import { buildMessage, type StunMessage } from '../../src/protocol/stun.js';
 import { METHOD } from '../../src/protocol/turn.js';
 import { challenge, key as turnKey, scriptedServer } from '../helpers/turn-server.js';
 
-import { mediaPacketLength, verifyTag } from '../../src/protocol/media-packet.js';
+import { encodeMediaEcho, mediaPacketLength, verifyMediaRequest } from '../../src/protocol/media-packet.js';
 import { reflectorConfigSchema } from '../../src/reflector/config.js';
 import { startReflector, type Reflector } from '../../src/reflector/server.js';
 import { RESULT_SCHEMA, type ProbeResult } from '../../src/result.js';
@@ -42,6 +42,7 @@ interface Streams {
   cutoff: Record<string, number | boolean> | null;
   lastReceived: Record<string, number> | null;
   timeline: { binMs: number; bins: Array<Record<string, number>> };
+  streamStartMs?: number;
 }
 
 /**
@@ -75,7 +76,7 @@ async function udpCensor(target: number, pass: (packet: Buffer, index: number) =
   };
 }
 
-const mediaSpec = (port: number, params: Record<string, unknown>, timeoutMs = 5000) =>
+const mediaSpec = (port: number, params: Record<string, unknown>, timeoutMs = 6000) =>
   specFor({ endpoint: { host: '127.0.0.1', port }, phases: [{ media: { durationMs: 1000, ...params } }], timeoutMs });
 
 const withKey = { settings: { mediaKey: KEY } };
@@ -153,8 +154,10 @@ describe('media phase on loopback', () => {
       const [s] = streamsOf(run);
       expect(s).toMatchObject({ sent: 75, received: 30, lost: 45, failure: 'stream_cutoff' });
       expect(s!.cutoff).toMatchObject({ cutoff: true, afterPackets: 30, receivedPackets: 30, tailPackets: 45, lossBefore: 0 });
-      // Packet 30 left 29 frames after the first, give or take the pacer's own measured error.
-      expect(Math.abs((s!.cutoff!.afterMs as number) - 29 * 20)).toBeLessThanOrEqual(s!.pacing.maxMs + 0.01);
+      // Packet 30 left 29 frames after the first, give or take the pacer's own measured error; the
+      // record's offsets count from the phase's start, the stream's from streamStartMs.
+      expect(Math.abs((s!.cutoff!.afterMs as number) - (s!.streamStartMs as number) - 29 * 20)).toBeLessThanOrEqual(s!.pacing.maxMs + 0.02);
+      expect(s!.timeline.bins[0]!.startMs).toBe(s!.streamStartMs);
       expect(run.phases[0]!.evidence.error).toMatch(/^rtp stream: stream_cutoff \(30\/75 back, loss 60\.0 %, silent after packet 30 \(\d+ bytes, [\d.]+ ms\)/);
     } finally {
       censor.close();
@@ -218,9 +221,10 @@ describe('media phase on loopback', () => {
     const gone = createSocket('udp4');
     let echoed = 0;
     gone.on('message', (msg: Buffer, from: RemoteInfo) => {
-      if (echoed >= 10 || verifyTag(msg, KEY) === null) return;
+      const request = verifyMediaRequest(msg, KEY);
+      if (echoed >= 10 || request === null) return;
       echoed++;
-      gone.send(msg, from.port, from.address, () => echoed === 10 && gone.close());
+      gone.send(encodeMediaEcho(request, KEY, { packets: echoed, bytes: echoed * msg.length }), from.port, from.address, () => echoed === 10 && gone.close());
     });
     gone.bind(0, '127.0.0.1');
     await once(gone, 'listening');
@@ -278,7 +282,8 @@ describe('media phase on loopback', () => {
         }
       }
     }
-    expect(mediaTimeoutNeededMs(mediaPhase.params.parse({}))).toBe(20_000 + 2000 + 300);
+    // The stream, the longest drain, the report after it, the margin.
+    expect(mediaTimeoutNeededMs(mediaPhase.params.parse({}))).toBe(20_000 + 2000 + 1000 + 300);
   });
 
   it('metrics: loss, jitter, MOS and cut-off gauges per shape from the evidence, accepted by promtool', async () => {
@@ -342,7 +347,7 @@ describeNeeding(coturnMissing(), 'media phase through a TURN relay (coturn on lo
     const spec = specFor({
       endpoint: { host: '127.0.0.1', port: coturn.port },
       phases: [{ media: { via: 'turn', peer: `127.0.0.1:${reflector.udp[0]!.port}`, durationMs: 200 } }],
-      timeoutMs: 5000,
+      timeoutMs: 6000,
     });
     const run = await runOnce(spec, { settings: { mediaKey: KEY, turnCredentials: new Map([['t', { username: TURN_USER, password: 'wrong' }]]) } });
     expect(run).toMatchObject({ failure: 'turn_unauthorized', failedPhase: 'media' });
@@ -358,7 +363,7 @@ describe('media phase through a TURN relay whose Allocate answer is lost', () =>
       const spec = specFor({
         endpoint: { host: '127.0.0.1', port: server.port },
         phases: [{ media: { via: 'turn', peer: '127.0.0.1:3480', credential: 'lab', durationMs: 200, releaseWaitMs: 500 } }],
-        timeoutMs: 3200,
+        timeoutMs: 4200,
       });
       const run = await runOnce(spec, { settings: { mediaKey: KEY, turnCredentials: new Map([['lab', { username: TURN_USER, password: TURN_PASSWORD }]]) } });
       expect(run).toMatchObject({ failure: 'generic_timeout_error', failedPhase: 'media' });

@@ -140,7 +140,7 @@ const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve,
 describeNeeding(coturnMissing(), 'turn phase against coturn on loopback (peers on loopback refused, one allocation per user)', () => {
   let coturn: Coturn;
   beforeAll(async () => {
-    // Without --allow-loopback-peers coturn refuses a loopback peer with 403 (lab-notes.md).
+    // Without --allow-loopback-peers coturn refuses a loopback peer with 403.
     coturn = await startLoopbackCoturn({ userQuota: 1 });
   });
   afterAll(() => coturn?.stop());

@@ -2,8 +2,10 @@ import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   cryptoRng,
+  decodeMediaEcho,
   decodeMediaPacket,
   deterministicRng,
+  encodeMediaEcho,
   encodeMediaPacket,
   flowConstants,
   MAX_MEDIA_PACKET_LENGTH,
@@ -15,12 +17,14 @@ import {
   type MediaShape,
   type ServiceShape,
   uniformInt,
+  verifyMediaRequest,
   verifyTag,
 } from '../../src/protocol/media-packet.js';
 import { decodeRtp } from '../../src/protocol/rtp.js';
 import { parseMessage } from '../../src/protocol/stun.js';
 import { getXorPeerAddress } from '../../src/protocol/stun-attributes.js';
 import { failureCodeOf } from '../helpers/bytes.js';
+import { asV1Request } from '../helpers/media.js';
 
 const KEY = Buffer.alloc(32, 0x42);
 const OTHER_KEY = Buffer.alloc(32, 0x43);
@@ -89,6 +93,32 @@ describe('encodeMediaPacket shapes (seed "callprobe-test", flow 0x01020304, seq 
     expect(msg.attributes[1]?.value.length).toBe(136);
   });
 
+  it('whatsapp-stun: type 0x0800 with the cookie and an exact length, 0x4002 (a ms clock) then 0x4000 holding the payload', () => {
+    const p = packet('whatsapp-stun');
+    expect(p.subarray(0, 48).toString('hex')).toBe(
+      '08000098' + '2112a442' + 'e41546a11d95a728b1f6a427' + '40020008' + '0000017a6d1c9f38' + '40000088' + '2d8b4a4490dda02e237a7ec6',
+    );
+    expect(p.length).toBe(20 + 12 + 4 + 136);
+    // nDPI's rule: 20 + the message length is the whole datagram.
+    expect(p.readUInt16BE(2) + 20).toBe(p.length);
+    const msg = parseMessage(p);
+    expect(msg).toMatchObject({ method: 0x200, class: 'request' });
+    expect(msg.attributes.map((a) => a.type)).toEqual([0x4002, 0x4000]);
+    expect(msg.attributes[0]!.value.readBigUInt64BE(0)).toBe(BigInt(flowConstants(FLOW).waClockBaseMs));
+    // The clock advances one frame a packet.
+    expect(parseMessage(packet('whatsapp-stun', { seq: 5 })).attributes[0]!.value.readBigUInt64BE(0)).toBe(BigInt(flowConstants(FLOW).waClockBaseMs + 100));
+  });
+
+  it('telegram-reflector: tgcalls framing (12 bytes of peer tag, their tag, our tag, u32 length) around a WebRTC Opus RTP packet', () => {
+    const p = packet('telegram-reflector');
+    const f = flowConstants(FLOW);
+    expect(p.subarray(0, 36).toString('hex')).toBe('a4a8232e0bd40e49bebc21e9' + '6b545220' + 'cc8a4b61' + '00000094' + '80efb6ad567ad88701020304');
+    expect(p.subarray(0, 12).equals(f.peerTag.subarray(0, 12))).toBe(true);
+    expect(p.length).toBe(24 + 12 + 136);
+    expect(p.readUInt32BE(20)).toBe(p.length - 24);
+    expect(decodeRtp(p.subarray(24)).header).toMatchObject({ payloadType: 111, ssrc: FLOW, marker: true });
+  });
+
   it('random: every byte of the control base shape inverted (here whatsapp)', () => {
     const p = packet('random', { controlOf: 'whatsapp' });
     expect(p.subarray(0, 16).toString('hex')).toBe('6f074952a9852778fefdfcfb2141ffff');
@@ -150,10 +180,10 @@ describe('trailer', () => {
     const p = packet('rtp');
     const n = p.length;
     const tag = p.subarray(n - 16);
-    const mask = createHmac('sha256', KEY).update('callprobe media mask v1').update(tag).digest().subarray(0, 16);
+    const mask = createHmac('sha256', KEY).update('callprobe media mask v2').update(tag).digest().subarray(0, 16);
     const clear = Buffer.from(p.subarray(n - 32, n - 16).map((b, i) => b ^ (mask[i] as number)));
     expect(clear.toString('hex')).toBe('01020304' + '00000000' + '00000000000f4240');
-    const expected = createHmac('sha256', KEY).update('callprobe media v1').update(p.subarray(0, n - 32)).update(clear).digest().subarray(0, 16);
+    const expected = createHmac('sha256', KEY).update('callprobe media v2').update(p.subarray(0, n - 32)).update(clear).digest().subarray(0, 16);
     expect(tag.equals(expected)).toBe(true);
     // Masked: the flow id does not appear in clear at the end of the packet.
     expect(p.subarray(n - 32, n - 28).readUInt32BE(0)).not.toBe(FLOW);
@@ -172,6 +202,7 @@ describe('trailer', () => {
         shape,
         controlOf: shape === 'random' ? 'stun' : null,
         polarity: shape === 'random' ? 'inverted' : 'plain',
+        version: 2,
         length: p.length,
       });
       expect(verifyTag(p, KEY)).toBe(shape === 'random' ? 'inverted' : 'plain');
@@ -220,6 +251,59 @@ describe('trailer', () => {
   });
 });
 
+describe('request versions', () => {
+  it('a v1 request (from an older prober) still verifies, as version 1, so the reflector echoes it verbatim', () => {
+    const old = asV1Request(packet('rtp'), KEY);
+    expect(verifyMediaRequest(old, KEY)).toMatchObject({ version: 1, polarity: 'plain', flowId: FLOW, seq: 0, sendTimeUs: 1_000_000 });
+    expect(verifyMediaRequest(packet('rtp'), KEY)).toMatchObject({ version: 2, polarity: 'plain' });
+    expect(decodeMediaPacket(old, KEY).version).toBe(1);
+  });
+});
+
+describe('echo', () => {
+  const echoOf = (p: Buffer, counts = { packets: 13, bytes: 1733 }): Buffer => encodeMediaEcho(verifyMediaRequest(p, KEY)!, KEY, counts);
+
+  it('keeps the request before its trailer, same length, and seals flow, seq and the counts under the echo labels', () => {
+    const req = packet('rtp', { seq: 12 });
+    const echo = echoOf(req);
+    const n = echo.length;
+    expect(n).toBe(req.length);
+    expect(echo.subarray(0, n - 32).equals(req.subarray(0, n - 32))).toBe(true);
+    const tag = echo.subarray(n - 16);
+    const mask = createHmac('sha256', KEY).update('callprobe media echo mask v1').update(tag).digest().subarray(0, 16);
+    const clear = Buffer.from(echo.subarray(n - 32, n - 16).map((b, i) => b ^ (mask[i] as number)));
+    expect(clear.toString('hex')).toBe('01020304' + '0000000c' + '0000000d' + '000006c5');
+    const expected = createHmac('sha256', KEY).update('callprobe media echo v1').update(echo.subarray(0, n - 32)).update(clear).digest().subarray(0, 16);
+    expect(tag.equals(expected)).toBe(true);
+  });
+
+  it.each(MEDIA_SHAPES)('%s: decodeMediaEcho reads the counts; the control comes back inverted as a whole', (shape) => {
+    const req = packet(shape, { seq: 3 });
+    const echo = echoOf(req, { packets: 4, bytes: 600 });
+    expect(decodeMediaEcho(echo, KEY)).toEqual({
+      flowId: FLOW,
+      seq: 3,
+      received: { packets: 4, bytes: 600 },
+      shape,
+      controlOf: shape === 'random' ? 'whatsapp' : null,
+      polarity: shape === 'random' ? 'inverted' : 'plain',
+      length: req.length,
+    });
+    if (shape === 'random') expect(echo.subarray(0, 4).equals(req.subarray(0, 4))).toBe(true);
+  });
+
+  it('an echo is no request, a request is no echo (a path that sends our packet back verbatim is not the reflector)', () => {
+    const req = packet('whatsapp');
+    expect(verifyMediaRequest(echoOf(req), KEY)).toBeNull();
+    expect(failureCodeOf(() => decodeMediaEcho(req, KEY))).toBe('proto_mismatch');
+    expect(failureCodeOf(() => decodeMediaEcho(echoOf(req), OTHER_KEY))).toBe('proto_mismatch');
+  });
+
+  it('saturates counts at 2^32 - 1', () => {
+    expect(decodeMediaEcho(echoOf(packet('rtp'), { packets: 2 ** 40, bytes: -5 }), KEY).received).toEqual({ packets: 0xffffffff, bytes: 0 });
+  });
+});
+
 describe('decodeMediaPacket fuzz', () => {
   it('random, truncated and mutated input yields proto_malformed or proto_mismatch, nothing else', () => {
     const rng = deterministicRng('media fuzz');
@@ -244,6 +328,7 @@ describe('decodeMediaPacket fuzz', () => {
       const expected = input.length < MIN_MEDIA_PACKET_LENGTH || input.length > MAX_MEDIA_PACKET_LENGTH ? 'proto_malformed' : 'proto_mismatch';
       expect(code).toBe(expected);
       expect(verifyTag(input, KEY)).toBeNull();
+      expect(failureCodeOf(() => decodeMediaEcho(input, KEY))).toBe(expected);
       counts[code] = (counts[code] ?? 0) + 1;
     }
     expect(counts.proto_malformed).toBeGreaterThan(100);

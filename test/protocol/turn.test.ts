@@ -268,7 +268,7 @@ describe('credentials (RFC 8489 §9)', () => {
   });
 });
 
-describe('error code -> failure taxonomy (design.md §5)', () => {
+describe('error code -> failure taxonomy (docs/architecture.md#failure-taxonomy)', () => {
   it('maps TURN errors to their codes', () => {
     expect(turnErrorFailure(401, false)).toBe('proto_error');
     expect(turnErrorFailure(401, true)).toBe('turn_unauthorized');

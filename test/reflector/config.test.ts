@@ -40,6 +40,7 @@ describe('reflector config', () => {
       streamsPerMinute: 30,
       streamMaxBytes: 4194304,
       maxSources: 10000,
+      maxFlows: 10000,
       unauthenticatedPacketsPerSecond: 2000,
       unauthenticatedBurst: 2000,
       maxConnections: 1024,

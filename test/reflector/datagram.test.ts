@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cryptoRng, encodeMediaPacket } from '../../src/protocol/media-packet.js';
 import { datagramHandler, replyable } from '../../src/reflector/datagram.js';
+import { FlowTable } from '../../src/reflector/flows.js';
 import { SourceTable } from '../../src/reflector/limits.js';
 import { ReflectorMetrics } from '../../src/reflector/metrics.js';
 
@@ -58,7 +59,7 @@ describe('the UDP echo handler', () => {
     expect(() => sock.send(msg, 0, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_BAD_PORT' }));
     const metrics = new ReflectorMetrics();
     const table = new SourceTable(LIMITS);
-    const handle = datagramHandler(sock, { key: KEY, table, metrics });
+    const handle = datagramHandler(sock, { key: KEY, table, flows: new FlowTable({ maxFlows: 10, idleMs: 60_000 }), metrics });
     expect(() => handle(msg, { address: '127.0.0.1', port: 0 })).not.toThrow();
     expect(await value(metrics, 'callprobe_reflector_packets_total', { transport: 'udp', result: 'bad_source' })).toBe(1);
     expect(await value(metrics, 'callprobe_reflector_packets_total', { transport: 'udp', result: 'echoed' })).toBe(0);
@@ -70,7 +71,7 @@ describe('the UDP echo handler', () => {
     const sock = await boundSocket();
     sock.close();
     const metrics = new ReflectorMetrics();
-    const handle = datagramHandler(sock, { key: KEY, table: new SourceTable(LIMITS), metrics });
+    const handle = datagramHandler(sock, { key: KEY, table: new SourceTable(LIMITS), flows: new FlowTable({ maxFlows: 10, idleMs: 60_000 }), metrics });
     expect(() => handle(packet(), { address: '127.0.0.1', port: 5 })).not.toThrow();
     expect(await value(metrics, 'callprobe_reflector_send_errors_total', { transport: 'udp' })).toBe(1);
     expect(await value(metrics, 'callprobe_reflector_packets_total', { transport: 'udp', result: 'echoed' })).toBe(0);
@@ -81,7 +82,7 @@ describe('the UDP echo handler', () => {
     const errors: Error[] = [];
     sock.on('error', (e) => errors.push(e));
     const metrics = new ReflectorMetrics();
-    const handle = datagramHandler(sock, { key: KEY, table: new SourceTable(LIMITS), metrics });
+    const handle = datagramHandler(sock, { key: KEY, table: new SourceTable(LIMITS), flows: new FlowTable({ maxFlows: 10, idleMs: 60_000 }), metrics });
     // An IPv6 destination on an IPv4 socket: dgram reports EINVAL to the send callback.
     handle(packet(), { address: '::1', port: 5 });
     expect(await value(metrics, 'callprobe_reflector_packets_total', { transport: 'udp', result: 'echoed' })).toBe(1);

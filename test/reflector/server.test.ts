@@ -9,13 +9,15 @@ import { createInterface } from 'node:readline';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger, type Logger } from '../../src/log.js';
-import { MEDIA_SHAPES, cryptoRng, encodeMediaPacket } from '../../src/protocol/media-packet.js';
+import { MEDIA_SHAPES, cryptoRng, decodeMediaEcho, encodeMediaPacket } from '../../src/protocol/media-packet.js';
+import { REPORT_REPLY_LENGTH, decodeReportReply, encodeReportRequest } from '../../src/protocol/media-report.js';
 import { reflectorConfigSchema } from '../../src/reflector/config.js';
 import { MAX_REFLECTOR_FRAME_LENGTH, STREAM_PROOF_LENGTH, encodeFrame, encodeStreamRequest, refusalReason } from '../../src/protocol/reflector.js';
 import { ReflectorMetrics } from '../../src/reflector/metrics.js';
 import { ACK_RECORD_LENGTH, RecordReader } from '../../src/protocol/stream-records.js';
 import { containErrors, startReflector, type Reflector } from '../../src/reflector/server.js';
 import { createLabCa, type LabCa } from '../lab/ca.js';
+import { asV1Request } from '../helpers/media.js';
 
 const KEY_HEX = '42'.repeat(32);
 const KEY = Buffer.from(KEY_HEX, 'hex');
@@ -92,9 +94,9 @@ describe('reflector over UDP', () => {
   });
   afterAll(() => r.close());
 
-  it('echoes an authentic packet of every shape byte for byte, and nothing else', async () => {
+  it('echoes an authentic packet of every shape with its flow counts, the same length, and nothing else', async () => {
     const c = await udpClient();
-    const sent = MEDIA_SHAPES.map((shape, i) => packet(i, { shape }));
+    const sent = MEDIA_SHAPES.map((shape, i) => packet(i, { shape, flowId: 100 + i }));
     for (const p of sent) c.socket.send(p, r.udp[0]!.port, '127.0.0.1');
     c.socket.send(packet(9, { key: OTHER_KEY }), r.udp[0]!.port, '127.0.0.1');
     const tampered = packet(10);
@@ -103,13 +105,48 @@ describe('reflector over UDP', () => {
     c.socket.send(Buffer.from('hello'), r.udp[0]!.port, '127.0.0.1');
     await settle();
     c.socket.close();
-    expect(c.got.map((g) => g.toString('hex')).sort()).toEqual(sent.map((s) => s.toString('hex')).sort());
+    const echoes = c.got.map((g) => decodeMediaEcho(g, KEY)).sort((a, b) => a.seq - b.seq);
+    expect(echoes.map((e) => [e.shape, e.flowId, e.seq, e.received.packets, e.received.bytes, e.length])).toEqual(
+      sent.map((p, i) => [MEDIA_SHAPES[i], 100 + i, i, 1, p.length, p.length]),
+    );
     const text = await metricsText(r);
-    expect(text).toContain('callprobe_reflector_packets_total{transport="udp",result="echoed"} 5');
+    expect(text).toContain(`callprobe_reflector_packets_total{transport="udp",result="echoed"} ${MEDIA_SHAPES.length}`);
     expect(text).toContain('callprobe_reflector_packets_total{transport="udp",result="bad_tag"} 3');
     const inBytes = sent.reduce((n, p) => n + p.length, 0) + packet(0).length * 2 + 5;
     expect(text).toContain(`callprobe_reflector_bytes_total{transport="udp",direction="in"} ${inBytes}`);
     expect(text).toContain(`callprobe_reflector_bytes_total{transport="udp",direction="out"} ${sent.reduce((n, p) => n + p.length, 0)}`);
+  });
+
+  it('counts each flow in its echoes and answers a report about it from another socket of the same host', async () => {
+    const c = await udpClient();
+    const sent = [0, 1, 2, 4].map((seq) => packet(seq, { flowId: 4242 }));
+    for (const p of sent) {
+      c.socket.send(p, r.udp[0]!.port, '127.0.0.1');
+      await settle(20);
+    }
+    await settle();
+    c.socket.close();
+    expect(c.got.map((g) => decodeMediaEcho(g, KEY).received)).toEqual([1, 2, 3, 4].map((n) => ({ packets: n, bytes: n * sent[0]!.length })));
+    const asker = await udpClient();
+    const request = encodeReportRequest(4242, KEY);
+    const unknown = encodeReportRequest(4243, KEY);
+    asker.socket.send(request.bytes, r.udp[0]!.port, '127.0.0.1');
+    await settle(50);
+    asker.socket.send(unknown.bytes, r.udp[0]!.port, '127.0.0.1');
+    await settle();
+    asker.socket.close();
+    expect(asker.got.map((g) => g.length)).toEqual([REPORT_REPLY_LENGTH, REPORT_REPLY_LENGTH]);
+    expect(decodeReportReply(asker.got[0]!, request, KEY)).toEqual({ packets: 4, bytes: 4 * sent[0]!.length, highestSeq: 4, echoed: 4 });
+    expect(decodeReportReply(asker.got[1]!, unknown, KEY)).toEqual({ packets: 0, bytes: 0, highestSeq: null, echoed: 0 });
+  });
+
+  it('echoes a v1 request (an older prober) byte for byte, as before the counts', async () => {
+    const c = await udpClient();
+    const old = asV1Request(packet(0, { flowId: 77 }), KEY);
+    c.socket.send(old, r.udp[0]!.port, '127.0.0.1');
+    await settle();
+    c.socket.close();
+    expect(c.got.map((g) => g.toString('hex'))).toEqual([old.toString('hex')]);
   });
 
   it('serves /healthz and a /metrics page promtool accepts', async () => {

@@ -102,8 +102,12 @@ describe('HTTP API and status page', () => {
     expect(res.headers.get('content-type')).toBe('text/html; charset=utf-8');
     const html = await res.text();
     expect(html).toContain('callprobe · lab &#60;vantage&#62;');
-    expect(html).toContain('<code>connection_reset</code>');
+    expect(html).toContain('<td>connecting fails: cut off by a reset (connection_reset)</td>');
     expect(html).not.toContain('<vantage>');
+    expect(res.headers.get('content-security-policy')).toContain("default-src 'none'; script-src 'self'; style-src 'self'");
+    const detail = await (await get('/target?id=telegram%2Fdc2')).text();
+    expect(detail).toContain('<h1>Telegram · dc2</h1>');
+    expect((await get('/target?id=telegram%2Fnope')).status).toBe(404);
   });
 
   it('answers 404 and 405', async () => {

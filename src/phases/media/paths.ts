@@ -9,6 +9,7 @@ import type { TurnCredential } from '../../types.js';
 import { openDatagram } from '../kit.js';
 import type { PhaseContext } from '../types.js';
 import type { MediaParams } from './params.js';
+import type { ReflectorAddress } from './report.js';
 
 /** One flow of a media phase: the datagrams of one stream out and its echoes back. */
 export interface MediaPath {
@@ -21,17 +22,20 @@ export interface MediaPath {
   /** After a refused send: the error that ended the path. */
   failure(): Promise<unknown>;
   readonly describe: Record<string, unknown>;
+  /** Where the reflector listens: the report after the stream goes there on a new socket. */
+  readonly reflector: ReflectorAddress;
   close(): Promise<void>;
 }
 
-/** UDP straight to the reflector (the target). Counters go to the phase's evidence. */
-export async function openDirectPath(ctx: PhaseContext<MediaParams>, address: string): Promise<MediaPath> {
+/** UDP straight to a reflector (the target, or another destination of the phase). Counters go to the phase's evidence. */
+export async function openDirectPath(ctx: PhaseContext<MediaParams>, address: string, port: number): Promise<MediaPath> {
   const life = new AbortController();
-  const channel = await openDatagram(ctx, { address, port: ctx.endpoint.port, signal: AbortSignal.any([ctx.signal, life.signal]) });
+  const channel = await openDatagram(ctx, { address, port, signal: AbortSignal.any([ctx.signal, life.signal]) });
   let handler: (data: Buffer, atMs: number) => void = () => {};
   const path = {
     error: null as unknown,
     describe: { localAddress: formatEndpoint(channel.localAddress, channel.localPort) },
+    reflector: { address, port },
     send: (packet: Buffer) => channel.send(packet),
     onPacket: (h: typeof handler) => {
       handler = h;
@@ -110,6 +114,8 @@ export async function openTurnPath(ctx: PhaseContext<MediaParams>, address: stri
   return {
     error: null,
     describe,
+    // The report goes straight to the reflector: a new allocation for one question would cost more than it tells.
+    reflector: { address: peer.address, port: peer.port },
     // As client.send does, straight on the channel: its answer says whether the datagram left.
     send: (packet) => channel.send(encodeChannelData(number, packet)),
     onPacket: (h) => {

@@ -86,7 +86,7 @@ function streamProblem(p: StreamPlan, planned: { timeoutMs: number; settings: { 
  * `stream`: over the TCP or TLS connection the earlier phases opened to a callprobe reflector,
  * an authenticated stream test (src/protocol/reflector.ts): N bytes from the reflector
  * (`download`), N bytes to it with its acknowledgements of what arrived (`upload`), or both at
- * once. This is how the "freeze after 15-20 KB" technique shows (design.md §5 `stream_cutoff`):
+ * once. This is how the "freeze after 15-20 KB" technique shows (`stream_cutoff`, docs/architecture.md#failure-taxonomy):
  * the connection stays open, no RST, no FIN, and data simply stops, one way or both (the later
  * "l4-25" freeze counts packets both ways). At a freeze the evidence says, per direction, how
  * far data got in TCP payload bytes of the flow (what a censor's counter counts: under TLS the

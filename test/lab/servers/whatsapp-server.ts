@@ -126,7 +126,7 @@ function loadNoise(): Promise<NoiseC> {
 }
 
 /**
- * WhatsApp's ServerHello for a client ephemeral (design.md §12): h and ck start from the protocol
+ * WhatsApp's ServerHello for a client ephemeral (docs/protocols.md#the-first-round-trip): h and ck start from the protocol
  * name, MixHash(header), MixHash(client e) and no MixHash of the empty payload (the deviation),
  * then e, ee, s (encrypted), es, payload (encrypted).
  */
