@@ -53,8 +53,9 @@
  * the stream request is shorter): a longer length header is not a callprobe peer, and the
  * reflector closes the connection rather than buffer up to 64 KiB for it.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { MAX_MEDIA_PACKET_LENGTH } from './media-packet.js';
+import { SEALED_FIELDS_LENGTH, SEALED_LENGTH, hmac16, seal, unseal, type SealLabels } from './sealed.js';
 
 /** RFC 4571 §2: a 16-bit length field. */
 export const FRAME_HEADER_LENGTH = 2;
@@ -147,11 +148,10 @@ export class FrameReader {
 }
 
 const NONCE_LENGTH = 16;
-const FIELDS_LENGTH = 16;
-const TAG_LENGTH = 16;
+const FIELDS_LENGTH = SEALED_FIELDS_LENGTH;
 /** Where the direction sits in the fields (after the u32 byte count). */
 const DIRECTION_OFFSET = 4;
-export const STREAM_REQUEST_LENGTH = NONCE_LENGTH + FIELDS_LENGTH + TAG_LENGTH;
+export const STREAM_REQUEST_LENGTH = NONCE_LENGTH + SEALED_LENGTH;
 export const STREAM_PROOF_LENGTH = 16;
 /** u32: the largest request the format can carry; the reflector's config caps it far lower. */
 export const MAX_STREAM_BYTES = 0xffffffff;
@@ -161,8 +161,7 @@ export const MAX_STREAM_BYTES = 0xffffffff;
  * in 2024-2025 stop data, and about 3 s at 10 Mbit/s.
  */
 export const DEFAULT_STREAM_MAX_BYTES = 4 * 1024 * 1024;
-const REQUEST_LABEL = Buffer.from('callprobe stream v1');
-const MASK_LABEL = Buffer.from('callprobe stream mask v1');
+const REQUEST: SealLabels = { tag: Buffer.from('callprobe stream v1'), mask: Buffer.from('callprobe stream mask v1') };
 const REPLY_LABEL = Buffer.from('callprobe stream reply v1');
 const REFUSAL_LABEL = Buffer.from('callprobe stream refusal v1');
 
@@ -184,12 +183,6 @@ export const downloads = (d: StreamDirection): boolean => d !== 'upload';
 export const STREAM_REFUSAL_REASONS = { too_large: 1, rate_limited: 2 } as const;
 export type StreamRefusalReason = keyof typeof STREAM_REFUSAL_REASONS;
 const REFUSAL_REASON_NAMES = Object.keys(STREAM_REFUSAL_REASONS) as StreamRefusalReason[];
-
-function hmac16(key: Uint8Array, ...parts: Uint8Array[]): Buffer {
-  const h = createHmac('sha256', key);
-  for (const p of parts) h.update(p);
-  return h.digest().subarray(0, 16);
-}
 
 export interface StreamRequest {
   /** The 48 bytes to send (unframed). */
@@ -239,23 +232,16 @@ export function encodeStreamRequest(
   const fields = Buffer.alloc(FIELDS_LENGTH);
   fields.writeUInt32BE(bytesRequested, 0);
   fields[DIRECTION_OFFSET] = STREAM_DIRECTIONS[direction];
-  const tag = hmac16(key, REQUEST_LABEL, nonce, fields);
-  const mask = hmac16(key, MASK_LABEL, tag);
-  const masked = Buffer.alloc(FIELDS_LENGTH);
-  for (let i = 0; i < FIELDS_LENGTH; i++) masked[i] = (fields[i] as number) ^ (mask[i] as number);
-  return { bytes: Buffer.concat([nonce, masked, tag]), direction, tag, proof: hmac16(key, REPLY_LABEL, tag), refusals: refusalsFor(key, tag) };
+  const { wire, tag } = seal(key, REQUEST, nonce, fields);
+  return { bytes: Buffer.concat([nonce, wire]), direction, tag, proof: hmac16(key, REPLY_LABEL, tag), refusals: refusalsFor(key, tag) };
 }
 
 /** The requested byte count, direction and the reply's proof, or null if this is not an authentic request. */
 export function verifyStreamRequest(input: Uint8Array, key: Uint8Array): VerifiedStreamRequest | null {
   if (input.length !== STREAM_REQUEST_LENGTH) return null;
-  const buf = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
-  const nonce = buf.subarray(0, NONCE_LENGTH);
-  const tag = Buffer.from(buf.subarray(NONCE_LENGTH + FIELDS_LENGTH));
-  const mask = hmac16(key, MASK_LABEL, tag);
-  const fields = Buffer.alloc(FIELDS_LENGTH);
-  for (let i = 0; i < FIELDS_LENGTH; i++) fields[i] = (buf[NONCE_LENGTH + i] as number) ^ (mask[i] as number);
-  if (!timingSafeEqual(hmac16(key, REQUEST_LABEL, nonce, fields), tag)) return null;
+  const opened = unseal(key, REQUEST, input.subarray(0, NONCE_LENGTH), input.subarray(NONCE_LENGTH));
+  if (!opened) return null;
+  const { fields, tag } = opened;
   const direction = DIRECTION_BY_BYTE.get(fields[DIRECTION_OFFSET] as number);
   // Reserved bytes must be zero, and the direction one we know: a later version may give them a meaning.
   if (direction === undefined || fields.subarray(DIRECTION_OFFSET + 1).some((b) => b !== 0)) return null;
