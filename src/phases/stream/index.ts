@@ -6,9 +6,10 @@ import { MEDIA_KEY_NEEDED } from '../media/params.js';
 import { checkedSetting, converse, websocketBefore } from '../kit.js';
 import type { PhaseDefinition } from '../types.js';
 import { FlowMeter } from './flow.js';
-import { StreamRun, type StreamEvidence, type StreamPlan } from './run.js';
+import type { StreamEvidence, StreamPlan } from './evidence.js';
+import { StreamRun } from './run.js';
 
-export type { StreamEvidence } from './run.js';
+export type { StreamEvidence } from './evidence.js';
 
 /**
  * Why 4 s without a byte is a freeze: a working path that loses a segment recovers within one
