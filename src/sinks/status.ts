@@ -1,18 +1,12 @@
 import { formatEndpoint } from '../net/address.js';
-import type { ProbeSpec, TargetLocation, TargetPath } from '../types.js';
+import type { ProbeSpec } from '../types.js';
 import type { ProbeResult } from '../result.js';
 import type { TargetState } from './answer.js';
 import { History, type HistoryPoint, type LoadSummary, type TargetRecord } from './history.js';
 
 export type { HistoryPoint };
 
-export interface TargetStatus {
-  id: string;
-  service: string;
-  target: string;
-  control: boolean;
-  path: TargetPath;
-  location: TargetLocation;
+export interface TargetStatus extends Pick<ProbeSpec, 'id' | 'service' | 'target' | 'control' | 'path' | 'location'> {
   endpoint: string;
   phases: string[];
   latest: ProbeResult | null;
