@@ -81,16 +81,19 @@ metrics: { listen: "${SERVER}:9467" }
     await reflector.waitForLine(/"msg":"reflector listening"/, 20_000);
     coturn = await startLabCoturn(lab, { ip: SERVER });
 
+    // The report a prober asks after a stream with missing echoes (48 bytes, UDP length 56, on a new
+    // flow) is left out of the scenario rules: they count and drop the streams' own packets only.
+    const streams = 'udp length != 56';
     await applyCensor(lab, [
-      `udp dport ${PORT.loss} counter comment "loss-all"`,
-      `udp dport ${PORT.loss} numgen random mod 100 < 5 counter drop comment "loss"`,
+      `udp dport ${PORT.loss} ${streams} counter comment "loss-all"`,
+      `udp dport ${PORT.loss} ${streams} numgen random mod 100 < 5 counter drop comment "loss"`,
       // ct original packets counts this packet too: 200 pass, the 201st and later are dropped.
       `udp dport ${PORT.cut} ct original packets > 200 counter drop comment "cut"`,
       // A quarter of the stream's ~7.5 kB/s (50 packets of 72-172 B plus 28 B of IP/UDP headers).
-      `udp dport ${PORT.throttle} limit rate over 2 kbytes/second counter drop comment "throttle"`,
+      `udp dport ${PORT.throttle} ${streams} limit rate over 2 kbytes/second counter drop comment "throttle"`,
       // RTP version 2 in the first two bits of the UDP payload (first byte 0x80-0xBF: 0x80, 0x90).
-      `udp dport ${PORT.rtpDrop} @ih,0,2 2 counter drop comment "rtp-bits"`,
-      `udp dport ${PORT.rtpDrop} counter comment "rtp-passed"`,
+      `udp dport ${PORT.rtpDrop} ${streams} @ih,0,2 2 counter drop comment "rtp-bits"`,
+      `udp dport ${PORT.rtpDrop} ${streams} counter comment "rtp-passed"`,
       // Freeze after 16 KB from the server: every reply-direction packet beyond 16384 bytes dropped.
       `tcp sport ${PORT.freeze} ct reply bytes > 16384 counter drop comment "freeze"`,
     ]);
@@ -170,10 +173,10 @@ metrics: { listen: "${SERVER}:9467" }
     const r = get('loss');
     const [s] = streams('loss');
     expect(s!.sent).toBe(4000);
-    // The stream, and the report request after it (on a new flow, to the same port).
+    // The report after the stream (its own flow, left out of the scenario rules) was answered at once.
     const report = s!.reflectorReport;
     expect(report).toMatchObject({ answered: true, requestsSent: 1 });
-    expect(rules['loss-all']!.packets).toBe(4000 + 1);
+    expect(rules['loss-all']!.packets).toBe(4000);
     // Exact: every loss is a packet the censor's rule dropped (nothing else loses packets here)...
     expect(s!.lost).toBe(rules.loss!.packets);
     // ... and the reflector's own count puts all of it on the way up, none on the way down.
@@ -225,8 +228,7 @@ metrics: { listen: "${SERVER}:9467" }
     expect(service).toMatchObject({ shape: 'whatsapp', sent: 350, received: 0, failure: 'media_no_packets' });
     expect(control).toMatchObject({ shape: 'random', sent: 350, received: 350, failure: null });
     expect(rules['rtp-bits']!.packets).toBe(350);
-    // The control's 350, and the report request asked about the silent service stream (random bytes: it passes).
-    expect(rules['rtp-passed']!.packets).toBe(350 + 1);
+    expect(rules['rtp-passed']!.packets).toBe(350);
     expect(service!.cutDirection).toMatchObject({ direction: 'uplink', reflectorHighestSeq: null, lastEchoedSeq: null });
     const d = get('rtp-drop').phases[0]!.evidence.differentiation as Record<string, unknown>;
     // Every second the service got 0 packets and the control ~50: the quantile functions are
