@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { ProbeResult } from '../../src/result.js';
 import { REPO_ROOT } from '../lab/netns.js';
-import { describeDocker, startDockerd, type Dockerd } from './dockerd.js';
+import { SELF_CATALOGUE, describeDocker, startDockerd, type Dockerd } from './dockerd.js';
 import { MINBASE, build, nodeBaseImage } from './images.js';
 
 const IMAGE = 'callprobe:test';
@@ -15,12 +15,6 @@ catalogues: [loop.probes.yaml]
 http: { listen: "0.0.0.0:9465", token: ${TOKEN} }
 dns: { resolver: "127.0.0.1:53" }
 safety: { allow: [127.0.0.0/8, "::1/128", 198.18.0.0/15] }
-`;
-// With --network none the container has only its loopback: the one target is the daemon's own port.
-const CATALOGUE = `service: loop
-control: true
-targets:
-  - { name: self, host: 127.0.0.1, port: 9465, phases: [tcp] }
 `;
 
 /** Polls `probe` until it returns a value, or fails after `timeoutMs` with `what`. */
@@ -49,7 +43,7 @@ describeDocker('the Docker image', () => {
     await nodeBaseImage(dockerd, 'callprobe-base:test', MINBASE, dir);
     await build(dockerd, IMAGE, REPO_ROOT, { BASE: 'callprobe-base:test' });
     writeFileSync(join(dir, 'callprobe.yaml'), CONFIG);
-    writeFileSync(join(dir, 'loop.probes.yaml'), CATALOGUE);
+    writeFileSync(join(dir, 'loop.probes.yaml'), SELF_CATALOGUE);
   }, 900_000);
   afterAll(async () => {
     await dockerd?.stop();

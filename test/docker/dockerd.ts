@@ -11,6 +11,16 @@ import { runProcess, spawnHost, type NsProcess, type RunResult, type SpawnOption
  * Docker (if any) is used or touched.
  */
 
+/**
+ * The catalogue of the daemon under test in a container or a unit: its one target is the daemon's
+ * own HTTP port on loopback (with --network none, or a private network, loopback is all there is).
+ */
+export const SELF_CATALOGUE = `service: loop
+control: true
+targets:
+  - { name: self, host: 127.0.0.1, port: 9465, phases: [tcp] }
+`;
+
 /** Debian's client, the same version as its daemon (another `docker` may come first on PATH). */
 export const DOCKER = '/usr/bin/docker';
 const DOCKERD = '/usr/sbin/dockerd';

@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +9,7 @@ import { createHttpServer } from '../../src/server/http.js';
 import { healthzUrl } from '../../src/server/healthcheck.js';
 import { Metrics } from '../../src/sinks/metrics.js';
 import { StatusBoard } from '../../src/sinks/status.js';
-import { closedPort } from '../helpers/servers.js';
+import { closedPort, listenTracked } from '../helpers/servers.js';
 
 const CLI = join(import.meta.dirname, '..', '..', 'dist', 'cli.js');
 
@@ -48,10 +47,7 @@ describe('callprobe healthcheck (the container HEALTHCHECK)', () => {
       log: silentLogger(),
       health: () => ({ ok: healthy, detail: {} }),
     });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    port = (server.address() as AddressInfo).port;
-    close = () => new Promise((resolve) => server.close(() => resolve()));
+    ({ port, close } = await listenTracked(server));
   });
   afterAll(async () => {
     await close();

@@ -1,6 +1,4 @@
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +9,7 @@ import { RecordWriter } from '../../src/sinks/records.js';
 import { StatusBoard } from '../../src/sinks/status.js';
 import { result } from '../helpers/results.js';
 import { specFor } from '../helpers/spec.js';
+import { listenTracked } from '../helpers/servers.js';
 
 describe('HTTP API and status page', () => {
   let dir: string;
@@ -48,10 +47,9 @@ describe('HTTP API and status page', () => {
       log: silentLogger(),
       health: () => ({ ok: true, detail: { targets: 2 } }),
     });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    close = () => new Promise((resolve) => server.close(() => resolve()));
+    const running = await listenTracked(server);
+    base = `http://127.0.0.1:${running.port}`;
+    close = running.close;
   });
   afterAll(async () => {
     await close();
@@ -129,9 +127,7 @@ describe('HTTP without a token (loopback only)', () => {
       log: silentLogger(),
       health: () => ({ ok: true, detail: {} }),
     });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const port = (server.address() as AddressInfo).port;
+    const { port, close } = await listenTracked(server);
     const get = (host: string) =>
       new Promise<number>((resolve, reject) => {
         const req = request({ host: '127.0.0.1', port, path: '/api/status', headers: { Host: host } }, (res) => {
@@ -148,7 +144,7 @@ describe('HTTP without a token (loopback only)', () => {
       expect(await get('rebind.example:9465')).toBe(403);
       expect(await get('127.0.0.1.rebind.example')).toBe(403);
     } finally {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await close();
     }
   });
 });

@@ -1,6 +1,4 @@
-import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +8,7 @@ import { Metrics } from '../../src/sinks/metrics.js';
 import { readRecords } from '../../src/sinks/records.js';
 import { StatusBoard } from '../../src/sinks/status.js';
 import { result } from '../helpers/results.js';
+import { listenTracked } from '../helpers/servers.js';
 
 const MiB = 1024 * 1024;
 
@@ -50,10 +49,9 @@ describe('/api/results reads records without stalling the daemon', () => {
       log: silentLogger(),
       health: () => ({ ok: true, detail: {} }),
     });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    close = () => new Promise((resolve) => server.close(() => resolve()));
+    const running = await listenTracked(server);
+    base = `http://127.0.0.1:${running.port}`;
+    close = running.close;
   });
   afterAll(async () => {
     await close();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProbeResult } from '../../src/result.js';
-import { describeDocker, startDockerd, type Dockerd } from '../docker/dockerd.js';
+import { SELF_CATALOGUE, describeDocker, startDockerd, type Dockerd } from '../docker/dockerd.js';
 import { WITH_SYSTEMD, build, nodeBaseImage } from '../docker/images.js';
 import { REPO_ROOT } from '../lab/netns.js';
 
@@ -66,11 +66,6 @@ catalogues: [loop.probes.yaml]
 dns: { resolver: "127.0.0.1:53" }
 safety: { allow: [127.0.0.0/8, "::1/128", 198.18.0.0/15] }
 `;
-const CATALOGUE = `service: loop
-control: true
-targets:
-  - { name: self, host: 127.0.0.1, port: 9465, phases: [tcp] }
-`;
 
 /** The capabilities this process cannot have (absent from its CapBnd), or null when it may have all. */
 function capabilityDrops(): string[] | null {
@@ -123,7 +118,7 @@ describeDocker('the systemd unit, installed as README says, under a real systemd
     for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'src', 'probes', 'config']) cpSync(join(REPO_ROOT, f), join(checkout, f), { recursive: true });
     writeFileSync(join(context, 'install.sh'), install!);
     writeFileSync(join(context, 'callprobe.yaml'), CONFIG);
-    writeFileSync(join(context, 'loop.probes.yaml'), CATALOGUE);
+    writeFileSync(join(context, 'loop.probes.yaml'), SELF_CATALOGUE);
     writeFileSync(
       join(context, 'Dockerfile'),
       `FROM callprobe-systemd-base:test
